@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,19 +11,17 @@ import pytest
 
 from services.common.settings import Settings
 from services.common.storage import LocalStore, ObjectStore, S3Store
+from tests.support import free_port
 
 REDIS_URL = os.environ.get("GHIBLI_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
-    """host:port of a moto S3 server on loopback, for the whole test session."""
+    """host:port of an S3 server on loopback: the one scripts/test.sh started, else moto in-process."""
+    if endpoint := os.environ.get("GHIBLI_TEST_S3_ENDPOINT"):
+        yield endpoint
+        return
     from moto.server import ThreadedMotoServer
 
     port = free_port()

@@ -1,0 +1,62 @@
+"""The gateway API: `uvicorn --factory services.api.app:create_app`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI, Request, status
+from fastapi.responses import JSONResponse
+
+from services.api.deps import require_token
+from services.api.limits import BodySizeLimitMiddleware
+from services.api.routers import artifacts, datasets, health, jobs
+from services.common.queue import EmbeddedJobQueue, JobQueue, make_queue
+from services.common.settings import Settings
+from services.common.storage import InvalidKeyError, ObjectNotFoundError, ObjectStore, make_store
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings | None = None, store: ObjectStore | None = None, queue: JobQueue | None = None
+) -> FastAPI:
+    settings = settings or Settings()
+    store = store or make_store(settings)
+    queue = queue or make_queue(store, settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if isinstance(queue, EmbeddedJobQueue):
+            resumed = queue.resume_unfinished()
+            if resumed:
+                log.info("resumed %d unfinished embedded jobs", resumed)
+        yield
+        if isinstance(queue, EmbeddedJobQueue):
+            queue.shutdown()
+
+    app = FastAPI(
+        title="ghibli-lora",
+        version="0.1.0",
+        summary="Crawl, filter, caption and train Studio Ghibli-style SD1.5 LoRAs.",
+        lifespan=lifespan,
+    )
+    app.state.settings, app.state.store, app.state.queue = settings, store, queue
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
+
+    app.include_router(health.router)
+    protected = [Depends(require_token)]
+    app.include_router(datasets.router, dependencies=protected)
+    app.include_router(jobs.build_router(), dependencies=protected)
+    app.include_router(artifacts.router, dependencies=protected)
+
+    @app.exception_handler(InvalidKeyError)
+    async def invalid_key(_: Request, error: InvalidKeyError) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=status.HTTP_400_BAD_REQUEST)
+
+    @app.exception_handler(ObjectNotFoundError)
+    async def not_found(_: Request, error: ObjectNotFoundError) -> JSONResponse:
+        return JSONResponse({"detail": f"not found: {error.args[0]}"}, status_code=status.HTTP_404_NOT_FOUND)
+
+    return app

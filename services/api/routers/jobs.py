@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import APIRouter, HTTPException, status
+from pydantic import BaseModel
+
+from services.api.deps import QueueDep, StoreDep
+from services.common import registry
+from services.common.jobs import Job, JobRepository, JobState
+from services.common.storage import InvalidKeyError, ObjectNotFoundError
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    state: JobState
+
+
+def _job_or_404(repo: JobRepository, job_id: str) -> Job:
+    try:
+        return repo.get(job_id)
+    except (ObjectNotFoundError, InvalidKeyError):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id!r}") from None
+
+
+def _submit_endpoint(job_type: str, params_model: type[BaseModel]) -> Callable[..., JobAccepted]:
+    def submit(params: params_model, store: StoreDep, queue: QueueDep) -> JobAccepted:  # type: ignore[valid-type]
+        job = JobRepository(store).create(job_type, params.model_dump(mode="json"))
+        queue.submit(job)
+        return JobAccepted(job_id=job.id, state=job.state)
+
+    submit.__name__ = f"submit_{job_type}_job"
+    submit.__doc__ = f"Queue a `{job_type}` job on the `{registry.JOB_TYPES[job_type].queue}` queue."
+    return submit
+
+
+def build_router() -> APIRouter:
+    router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+    for job_type in registry.JOB_TYPES:
+        router.add_api_route(
+            f"/{job_type}",
+            _submit_endpoint(job_type, registry.params_model(job_type)),
+            methods=["POST"],
+            status_code=status.HTTP_202_ACCEPTED,
+            response_model=JobAccepted,
+        )
+
+    @router.get("", response_model=list[Job])
+    def list_jobs(store: StoreDep, status: JobState | None = None, type: str | None = None) -> list[Job]:
+        """Jobs, newest first, optionally filtered by state (`status`) and `type`."""
+        jobs = JobRepository(store).list(state=status, job_type=type)
+        return sorted(jobs, key=lambda job: job.created_at, reverse=True)
+
+    @router.get("/{job_id}", response_model=Job)
+    def get_job(job_id: str, store: StoreDep) -> Job:
+        return _job_or_404(JobRepository(store), job_id)
+
+    @router.post("/{job_id}/cancel", response_model=Job)
+    def cancel_job(job_id: str, store: StoreDep) -> Job:
+        """Ask the job to stop; a queued job is canceled at once, a running one at its next check."""
+        repo = JobRepository(store)
+        _job_or_404(repo, job_id)
+        return repo.request_cancel(job_id)
+
+    return router
