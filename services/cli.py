@@ -42,8 +42,22 @@ def up(
     workers: list[subprocess.Popen[bytes]] = []
     if not settings.embedded:
         for queue in registry.QUEUES:
-            command = [sys.executable, "-m", "celery", "-A", "services.common.celery_app", "worker",
-                       "-Q", queue, "--hostname", f"{queue}@%h", "--pool", "solo", "--loglevel", "INFO"]
+            command = [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "services.common.celery_app",
+                "worker",
+                "-Q",
+                queue,
+                "--hostname",
+                f"{queue}@%h",
+                "--pool",
+                "solo",
+                "--loglevel",
+                "INFO",
+            ]
             workers.append(subprocess.Popen(command, start_new_session=True))
     typer.echo(f"ghibli-lora API on http://{host}:{port}/docs ({'embedded' if settings.embedded else 'celery'} jobs)")
     try:
@@ -74,7 +88,9 @@ def jobs_list(
     for job in sorted(rows, key=lambda row: row["created_at"]):
         progress = job["progress"]
         total = f"/{progress['total']}" if progress.get("total") is not None else ""
-        typer.echo(f"{job['id']:<28} {job['type']:<8} {job['state']:<10} {progress['step']}{total} {progress['message']}")
+        typer.echo(
+            f"{job['id']:<28} {job['type']:<8} {job['state']:<10} {progress['step']}{total} {progress['message']}"
+        )
 
 
 @jobs_app.command("show")

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from services.api.deps import require_token
 from services.api.limits import BodySizeLimitMiddleware
-from services.api.routers import artifacts, datasets, health, jobs
+from services.api.routers import artifacts, datasets, health, jobs, pipelines
 from services.common.queue import EmbeddedJobQueue, JobQueue, make_queue
 from services.common.settings import Settings
 from services.common.storage import InvalidKeyError, ObjectNotFoundError, ObjectStore, make_store
@@ -49,6 +49,7 @@ def create_app(
     protected = [Depends(require_token)]
     app.include_router(datasets.router, dependencies=protected)
     app.include_router(jobs.build_router(), dependencies=protected)
+    app.include_router(pipelines.router, dependencies=protected)
     app.include_router(artifacts.router, dependencies=protected)
 
     @app.exception_handler(InvalidKeyError)

@@ -29,7 +29,12 @@ celery_app.conf.update(
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,  # a long job must not hold a second one hostage
     task_default_queue="default",
-    broker_transport_options={"visibility_timeout": _settings.broker_visibility_timeout},
+    broker_transport_options={
+        "visibility_timeout": _settings.broker_visibility_timeout,
+        # Sweep for tasks of dead workers often enough that redelivery follows the timeout closely.
+        "unacked_restore_interval": max(1.0, min(10.0, _settings.broker_visibility_timeout / 4)),
+        "unacked_restore_throttle": 1,
+    },
     broker_connection_retry_on_startup=True,
     task_ignore_result=True,
     worker_hijack_root_logger=False,

@@ -34,6 +34,9 @@ JOB_TYPES: dict[str, JobTypeSpec] = {
         ),
         JobTypeSpec("train", "train", "services.trainer.params:TrainParams", "services.trainer.tasks:run_train"),
         JobTypeSpec("infer", "infer", "services.inference.params:InferParams", "services.inference.tasks:run_infer"),
+        JobTypeSpec(
+            "pipeline", "pipeline", "services.pipeline.params:PipelineParams", "services.pipeline.tasks:run_pipeline"
+        ),
     )
 }
 

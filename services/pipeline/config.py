@@ -1,0 +1,86 @@
+"""A pipeline config: the dataset and each stage's parameters (YAML or JSON)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError, model_validator
+
+from services.common import registry
+from services.common.datasets import Character
+
+
+class DatasetSpec(BaseModel):
+    id: str | None = Field(None, description="Reuse an existing dataset instead of creating one.")
+    name: str = Field("ghibli", min_length=1, max_length=200)
+    characters: list[Character] = Field(default_factory=list, max_length=500)
+
+
+class Stage(BaseModel):
+    name: str
+    job_type: str
+
+
+# Order matters: each stage consumes what the previous one wrote.
+STAGES: tuple[Stage, ...] = (
+    Stage(name="crawl", job_type="crawl"),
+    Stage(name="filter", job_type="filter"),
+    Stage(name="caption", job_type="caption"),
+    Stage(name="train", job_type="train"),
+    Stage(name="sample", job_type="infer"),
+)
+
+
+class PipelineConfig(BaseModel):
+    """Each stage holds that job type's params without `dataset_id` (filled in per run).
+
+    A stage set to null is skipped (e.g. `crawl: null` when images were uploaded already).
+    """
+
+    name: str = Field(min_length=1, max_length=200)
+    dataset: DatasetSpec = Field(default_factory=DatasetSpec)
+    crawl: dict[str, Any] | None = Field(default_factory=dict)
+    filter: dict[str, Any] | None = Field(default_factory=dict)
+    caption: dict[str, Any] | None = Field(default_factory=dict)
+    train: dict[str, Any] | None = Field(default_factory=dict)
+    sample: dict[str, Any] | None = Field(default_factory=dict)
+
+    def active_stages(self) -> list[Stage]:
+        return [stage for stage in STAGES if getattr(self, stage.name) is not None]
+
+    def stage_params(self, stage: Stage, dataset_id: str, upstream: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """The stage's job params: its config plus what the run supplies (dataset, trained LoRA)."""
+        params = dict(getattr(self, stage.name) or {})
+        if stage.name == "sample":
+            params.setdefault("lora_id", upstream.get("train", {}).get("lora_id"))
+        else:
+            params["dataset_id"] = dataset_id
+        return params
+
+    @model_validator(mode="after")
+    def _stages_are_valid(self) -> PipelineConfig:
+        """Fail at submission, not hours later, when a stage's params are wrong."""
+        placeholder_upstream = {"train": {"lora_id": "lora-to-be-trained"}}
+        for stage in self.active_stages():
+            params = self.stage_params(stage, "ds-to-be-created", placeholder_upstream)
+            try:
+                registry.params_model(stage.job_type).model_validate(params)
+            except ValidationError as error:
+                raise ValueError(f"stage {stage.name!r}: {error}") from None
+        return self
+
+
+def load_config(path: Path) -> PipelineConfig:
+    """Read and validate a YAML/JSON pipeline config; errors name the file and the field."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise ValueError(f"cannot read pipeline config {path}: {error}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"pipeline config {path} must be a mapping of settings")
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ValueError(f"invalid pipeline config {path}:\n{error}") from None

@@ -1,0 +1,48 @@
+"""Starting and resuming pipelines; shared by the API and the CLI."""
+
+from __future__ import annotations
+
+from services.common.datasets import DatasetRepository
+from services.common.jobs import Job, JobRepository, JobState
+from services.common.queue import JobQueue
+from services.common.storage import ObjectStore
+from services.pipeline.config import PipelineConfig
+from services.pipeline.records import PipelineRecord, PipelineRepository
+
+
+class PipelineBusyError(RuntimeError):
+    """The pipeline already has a run in progress."""
+
+
+def start_pipeline(config: PipelineConfig, store: ObjectStore, queue: JobQueue) -> tuple[PipelineRecord, Job]:
+    datasets = DatasetRepository(store)
+    if config.dataset.id:
+        dataset_id = datasets.get(config.dataset.id).id
+    else:
+        dataset_id = datasets.create(config.dataset.name, config.dataset.characters).id
+    record = PipelineRepository(store).create(config, dataset_id)
+    return record, _submit_run(record, store, queue)
+
+
+def resume_pipeline(pipeline_id: str, store: ObjectStore, queue: JobQueue) -> tuple[PipelineRecord, Job]:
+    """Run the pipeline again: finished stages are kept, the failed or canceled one starts over."""
+    record = PipelineRepository(store).get(pipeline_id)
+    jobs = JobRepository(store)
+    if record.job_ids and not jobs.get(record.job_ids[-1]).state.terminal:
+        raise PipelineBusyError(f"pipeline {pipeline_id} is still running as job {record.job_ids[-1]}")
+    return record, _submit_run(record, store, queue)
+
+
+def _submit_run(record: PipelineRecord, store: ObjectStore, queue: JobQueue) -> Job:
+    job = JobRepository(store).create("pipeline", {"pipeline_id": record.id})
+    record.job_ids.append(job.id)
+    PipelineRepository(store).save(record)
+    queue.submit(job)
+    return job
+
+
+def pipeline_state(record: PipelineRecord, store: ObjectStore) -> JobState:
+    """The state of the pipeline's latest run."""
+    if not record.job_ids:
+        return JobState.queued
+    return JobRepository(store).get(record.job_ids[-1]).state
