@@ -3,20 +3,39 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request, status
 from fastapi.responses import JSONResponse
+from prometheus_client import REGISTRY, CollectorRegistry, make_asgi_app
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from services.api.deps import require_token
 from services.api.limits import BodySizeLimitMiddleware
 from services.api.routers import artifacts, datasets, health, jobs, pipelines
+from services.common.metrics import HttpMetricsMiddleware, QueueDepthCollector
 from services.common.queue import EmbeddedJobQueue, JobQueue, make_queue
+from services.common.registry import QUEUES
 from services.common.settings import Settings
 from services.common.storage import InvalidKeyError, ObjectNotFoundError, ObjectStore, make_store
 
 log = logging.getLogger(__name__)
+
+
+def _metrics_registry(settings: Settings) -> CollectorRegistry:
+    """The process-wide metrics plus, with Redis, the queue depths (a per-app collector)."""
+    metrics_registry = CollectorRegistry()
+    metrics_registry.register(_ProcessMetrics())
+    if settings.redis_url:
+        metrics_registry.register(QueueDepthCollector(settings.redis_url, QUEUES))
+    return metrics_registry
+
+
+class _ProcessMetrics(Collector):
+    def collect(self) -> Iterator[Metric]:
+        yield from REGISTRY.collect()
 
 
 def create_app(
@@ -44,6 +63,8 @@ def create_app(
     )
     app.state.settings, app.state.store, app.state.queue = settings, store, queue
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(HttpMetricsMiddleware)
+    app.mount("/metrics", make_asgi_app(registry=_metrics_registry(settings)))
 
     app.include_router(health.router)
     protected = [Depends(require_token)]

@@ -15,6 +15,8 @@ from collections.abc import Callable
 import redis
 from celery import Celery, Task
 from celery.exceptions import Retry
+from celery.signals import worker_ready
+from prometheus_client import start_http_server
 
 from services.common.jobs import TransientJobError
 from services.common.runner import execute_job
@@ -41,6 +43,12 @@ celery_app.conf.update(
 )
 
 _TRANSIENT = (TransientJobError, ConnectionError, TimeoutError, redis.ConnectionError)
+
+
+@worker_ready.connect
+def _serve_worker_metrics(**_: object) -> None:
+    if _settings.metrics_port:
+        start_http_server(_settings.metrics_port)
 
 
 class JobLease:

@@ -36,6 +36,9 @@ class ApiClient:
     def submit_job(self, job_type: str, params: dict[str, Any]) -> str:
         return self._call("POST", f"/v1/jobs/{job_type}", json=params)["job_id"]
 
+    def create_pipeline(self, config: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", "/v1/pipelines", json=config)
+
     def job(self, job_id: str) -> dict[str, Any]:
         return self._call("GET", f"/v1/jobs/{job_id}")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import traceback
 
 from services.common import registry
@@ -16,6 +17,7 @@ from services.common.jobs import (
     TransientJobError,
     now,
 )
+from services.common.metrics import JOB_DURATION
 from services.common.settings import Settings
 from services.common.storage import ObjectStore
 
@@ -68,6 +70,7 @@ def execute_job(job_id: str, store: ObjectStore, settings: Settings) -> Job:
         daemon=True,
     )
     heartbeat.start()
+    started = time.perf_counter()
     try:
         result = handle(context)
     except JobCanceledError:
@@ -87,6 +90,7 @@ def execute_job(job_id: str, store: ObjectStore, settings: Settings) -> Job:
     finally:
         stop_heartbeat.set()
         heartbeat.join()
+        JOB_DURATION.labels(job.type, job.state.value).observe(time.perf_counter() - started)
         with context._lock:
             if job.state != JobState.queued:
                 job.finished_at = now()

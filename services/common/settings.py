@@ -40,6 +40,9 @@ class Settings(BaseSettings):
         120.0, gt=0, description="Seconds before an unacknowledged task is redelivered."
     )
     task_max_retries: int = Field(5, ge=0, description="Retries for transient faults.")
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="A Celery worker serves Prometheus /metrics on this port when set."
+    )
 
     @field_validator("s3_endpoint")
     @classmethod
