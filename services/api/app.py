@@ -5,16 +5,18 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import REGISTRY, CollectorRegistry, make_asgi_app
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from services.api.deps import require_token
 from services.api.limits import BodySizeLimitMiddleware
-from services.api.routers import artifacts, datasets, health, jobs, pipelines
+from services.api.routers import artifacts, datasets, health, jobs, loras, pipelines
 from services.common.metrics import HttpMetricsMiddleware, QueueDepthCollector
 from services.common.queue import EmbeddedJobQueue, JobQueue, make_queue
 from services.common.registry import QUEUES
@@ -67,10 +69,17 @@ def create_app(
     app.mount("/metrics", make_asgi_app(registry=_metrics_registry(settings)))
 
     app.include_router(health.router)
+    app.mount("/ui", StaticFiles(directory=Path(__file__).parent / "static", html=True), name="ui")
+
+    @app.get("/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        return RedirectResponse("/ui/")
+
     protected = [Depends(require_token)]
     app.include_router(datasets.router, dependencies=protected)
     app.include_router(jobs.build_router(), dependencies=protected)
     app.include_router(pipelines.router, dependencies=protected)
+    app.include_router(loras.router, dependencies=protected)
     app.include_router(artifacts.router, dependencies=protected)
 
     @app.exception_handler(InvalidKeyError)

@@ -66,6 +66,11 @@ class DatasetRepository:
     def get(self, dataset_id: str) -> Dataset:
         return Dataset.model_validate_json(self.store.get_bytes(self.record_key(dataset_id)))
 
+    def list(self) -> Iterator[Dataset]:
+        for key in self.store.list("datasets/"):
+            if key.endswith("/dataset.json") and key.count("/") == 2:
+                yield Dataset.model_validate_json(self.store.get_bytes(key))
+
     def add_raw_image(
         self, dataset_id: str, data: bytes, source: str, max_pixels: int = DEFAULT_MAX_PIXELS, **provenance: Any
     ) -> tuple[RawImage, bool]:

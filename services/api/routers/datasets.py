@@ -6,7 +6,7 @@ from fastapi import APIRouter, File, HTTPException, UploadFile, status
 from pydantic import BaseModel, Field
 
 from services.api.deps import SettingsDep, StoreDep
-from services.common.datasets import Character, Dataset, DatasetRepository
+from services.common.datasets import Character, Dataset, DatasetRepository, RawImage
 from services.common.images import ImageRejectedError
 from services.common.storage import ObjectNotFoundError
 
@@ -41,6 +41,19 @@ def _dataset_or_404(repo: DatasetRepository, dataset_id: str) -> Dataset:
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=Dataset)
 def create_dataset(body: DatasetCreate, store: StoreDep) -> Dataset:
     return DatasetRepository(store).create(body.name, body.characters)
+
+
+@router.get("", response_model=list[Dataset])
+def list_datasets(store: StoreDep) -> list[Dataset]:
+    return sorted(DatasetRepository(store).list(), key=lambda dataset: dataset.created_at, reverse=True)
+
+
+@router.get("/{dataset_id}/images", response_model=list[RawImage])
+def list_raw_images(dataset_id: str, store: StoreDep) -> list[RawImage]:
+    """The dataset's raw images with their provenance; bytes download from `/v1/artifacts/{key}`."""
+    repo = DatasetRepository(store)
+    _dataset_or_404(repo, dataset_id)
+    return list(repo.raw_images(dataset_id))
 
 
 @router.get("/{dataset_id}", response_model=DatasetView)
