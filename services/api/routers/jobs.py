@@ -7,6 +7,7 @@ from pydantic import BaseModel
 
 from services.api.deps import QueueDep, StoreDep
 from services.common import registry
+from services.common.datasets import DatasetRepository
 from services.common.jobs import Job, JobRepository, JobState
 from services.common.storage import InvalidKeyError, ObjectNotFoundError
 
@@ -25,6 +26,9 @@ def _job_or_404(repo: JobRepository, job_id: str) -> Job:
 
 def _submit_endpoint(job_type: str, params_model: type[BaseModel]) -> Callable[..., JobAccepted]:
     def submit(params: params_model, store: StoreDep, queue: QueueDep) -> JobAccepted:  # type: ignore[valid-type]
+        dataset_id = getattr(params, "dataset_id", None)
+        if dataset_id is not None and not store.exists(DatasetRepository.record_key(dataset_id)):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dataset {dataset_id!r}")
         job = JobRepository(store).create(job_type, params.model_dump(mode="json"))
         queue.submit(job)
         return JobAccepted(job_id=job.id, state=job.state)
