@@ -1,0 +1,136 @@
+"""Job-submission latency and throughput of the gateway on loopback.
+
+Starts an S3 server (moto), uses Redis (GHIBLI_BENCH_REDIS_URL, default db 14 on 127.0.0.1) and
+runs the API under uvicorn, then sends `POST /v1/jobs/filter` at a fixed rate (open loop: requests
+are sent on schedule whether or not earlier ones finished). The reference row is `GET /healthz`
+at the same rate in the same run: the floor set by uvicorn, HTTP and the client.
+
+    python bench/api_bench.py --rate 200 --seconds 10
+
+Goal (issue 7): p99 under 50 ms at 200 requests/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support import free_port  # noqa: E402
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
+    for _ in range(300):
+        if process.poll() is not None:
+            raise SystemExit("the API exited during start-up")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise SystemExit("the API did not start")
+
+
+async def _open_loop(url: str, method: str, path: str, body: dict | None, rate: float, seconds: float) -> dict:
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=10) as client:
+
+        async def one() -> None:
+            nonlocal errors
+            started = time.perf_counter()
+            try:
+                response = await client.request(method, path, json=body)
+                if response.is_error:
+                    errors += 1
+            except httpx.HTTPError:
+                errors += 1
+            latencies.append(time.perf_counter() - started)
+
+        tasks = []
+        begin = time.perf_counter()
+        total = int(rate * seconds)
+        for index in range(total):
+            delay = begin + index / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one()))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - begin
+    latencies.sort()
+    return {
+        "requests": total,
+        "errors": errors,
+        "rps": total / elapsed,
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, default=200.0, help="requests per second")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+
+    import redis
+    from moto.server import ThreadedMotoServer
+
+    redis_url = os.environ.get("GHIBLI_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+    redis.Redis.from_url(redis_url).flushdb()
+    s3_port, api_port = free_port(), free_port()
+    s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=s3_port, verbose=False)
+    s3.start()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "GHIBLI_S3_ENDPOINT": f"127.0.0.1:{s3_port}",
+        "GHIBLI_S3_BUCKET": "bench",
+        "GHIBLI_REDIS_URL": redis_url,
+    }
+    api = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--factory", "services.api.app:create_app", "--port", str(api_port),
+         "--log-level", "warning"],
+        env=env, cwd=ROOT,
+    )
+    url = f"http://127.0.0.1:{api_port}"
+    try:
+        _wait_healthy(url, api)
+        dataset_id = httpx.post(f"{url}/v1/datasets", json={"name": "bench"}).json()["id"]
+        # Warm connection pools and imports before measuring.
+        asyncio.run(_open_loop(url, "POST", "/v1/jobs/filter", {"dataset_id": dataset_id}, 50, 1))
+        reference = asyncio.run(_open_loop(url, "GET", "/healthz", None, args.rate, args.seconds))
+        submit = asyncio.run(
+            _open_loop(url, "POST", "/v1/jobs/filter", {"dataset_id": dataset_id}, args.rate, args.seconds)
+        )
+    finally:
+        api.terminate()
+        api.wait(timeout=10)
+        s3.stop()
+        redis.Redis.from_url(redis_url).flushdb()
+
+    print(f"\nopen loop at {args.rate:.0f} requests/s for {args.seconds:.0f} s, API on loopback (uvicorn, 1 process)\n")
+    print(f"{'request':<24}{'sent':>7}{'errors':>8}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'p99 / ref':>11}")
+    for name, row in (("GET /healthz (ref)", reference), ("POST /v1/jobs/filter", submit)):
+        ratio = row["p99_ms"] / reference["p99_ms"]
+        print(
+            f"{name:<24}{row['requests']:>7}{row['errors']:>8}{row['rps']:>9.1f}"
+            f"{row['p50_ms']:>9.1f}{row['p99_ms']:>9.1f}{ratio:>11.2f}"
+        )
+    verdict = "met" if submit["p99_ms"] < 50 and submit["errors"] == 0 else "NOT met"
+    print(f"\ngoal p99 < 50 ms at {args.rate:.0f} req/s with no errors: {verdict}")
+
+
+if __name__ == "__main__":
+    main()
