@@ -13,6 +13,8 @@ from services.common.settings import Settings
 from services.common.storage import LocalStore, ObjectStore, S3Store
 from tests.support import free_port
 
+pytest_plugins = ["tests.processes"]
+
 REDIS_URL = os.environ.get("GHIBLI_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 

@@ -33,7 +33,7 @@ class ReportData:
     drop_counts: dict[str, int] = field(default_factory=dict)
     captions: list[Thumbnail] = field(default_factory=list)
     caption_word_counts: list[int] = field(default_factory=list)
-    loss_curve_png: bytes | None = None
+    loss_curve: list[tuple[int, float]] = field(default_factory=list)  # (step, loss)
     validation_grids: list[Thumbnail] = field(default_factory=list)
     comparison_grid_png: bytes | None = None
 
@@ -97,6 +97,26 @@ def histogram_svg(values: list[int], width: int = 520, height: int = 160) -> str
     return f'<svg width="{width}" height="{height}" role="img">{"".join(bars)}{labels}</svg>'
 
 
+def line_chart_svg(points: list[tuple[int, float]], width: int = 640, height: int = 220) -> str:
+    """Loss against step as a polyline, with the axis ranges written at the corners."""
+    first_step, last_step = points[0][0], points[-1][0]
+    lowest, highest = min(loss for _, loss in points), max(loss for _, loss in points)
+    step_span, loss_span = max(last_step - first_step, 1), max(highest - lowest, 1e-12)
+    plot_width, plot_height = width - 50, height - 30
+    coordinates = " ".join(
+        f"{40 + plot_width * (step - first_step) / step_span:.1f},{10 + plot_height * (highest - loss) / loss_span:.1f}"
+        for step, loss in points
+    )
+    labels = (
+        f'<text x="0" y="16" font-size="11">{highest:.4g}</text>'
+        f'<text x="0" y="{plot_height + 10}" font-size="11">{lowest:.4g}</text>'
+        f'<text x="40" y="{height - 4}" font-size="11">step {first_step}</text>'
+        f'<text x="{width - 70}" y="{height - 4}" font-size="11">step {last_step}</text>'
+    )
+    line = f'<polyline fill="none" stroke="#c0504d" stroke-width="1.5" points="{coordinates}"/>'
+    return f'<svg width="{width}" height="{height}" role="img" aria-label="loss curve">{line}{labels}</svg>'
+
+
 def render_report(data: ReportData) -> str:
     sections = [
         f"<h1>{html.escape(data.title)}</h1><p class='muted'>dataset {html.escape(data.dataset_name)}</p>",
@@ -125,8 +145,8 @@ def render_report(data: ReportData) -> str:
             + "<h3>Caption length (words)</h3>"
             + histogram_svg(data.caption_word_counts)
         )
-    if data.loss_curve_png:
-        sections.append("<h2>Training loss</h2>" + _image(data.loss_curve_png, "wide", "loss curve"))
+    if data.loss_curve:
+        sections.append("<h2>Training loss</h2>" + line_chart_svg(data.loss_curve))
     if data.validation_grids:
         grids = "".join(
             f"<h3>{html.escape(grid.caption)}</h3>{_image(grid.image_png, 'wide', grid.caption)}"

@@ -1,0 +1,135 @@
+"""Fixtures for real processes: the gateway under uvicorn and Celery workers, over real Redis and S3.
+
+A conftest may override `broker_url` (e.g. a private Redis it restarts) and `service_env` (model
+paths and other settings the workers need).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from services.common.settings import Settings
+from tests.support import free_port
+
+ROOT = Path(__file__).parents[2]
+
+
+@pytest.fixture
+def broker_url(redis_url: str) -> str:
+    redis.Redis.from_url(redis_url).flushdb()  # the test database only: no stale tasks or leases
+    return redis_url
+
+
+@pytest.fixture
+def service_env() -> dict[str, str]:
+    return {}
+
+
+@pytest.fixture
+def platform_env(s3_settings: Settings, broker_url: str, service_env: dict[str, str]) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "GHIBLI_S3_ENDPOINT": s3_settings.s3_endpoint or "",
+        "GHIBLI_S3_BUCKET": s3_settings.s3_bucket,
+        "GHIBLI_DATA_DIR": str(s3_settings.data_dir),
+        "GHIBLI_REDIS_URL": broker_url,
+        "GHIBLI_JOB_LEASE_SECONDS": "3",
+        "GHIBLI_BROKER_VISIBILITY_TIMEOUT": "5",
+        "GHIBLI_MAX_UPLOAD_BYTES": str(20 * 1024 * 1024),
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        **service_env,
+    }
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"gave up waiting for {what}")
+
+
+@pytest.fixture
+def api_url(platform_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    log = open(tmp_path / "api.log", "wb")  # noqa: SIM115 - closed after the process ends
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--factory", "services.api.app:create_app", "--port", str(port)],
+        env=platform_env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"the API exited: {(tmp_path / 'api.log').read_text()[-3000:]}")
+        try:
+            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_until(healthy, 30, "the API to start")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
+
+
+@pytest.fixture
+def start_worker(platform_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[[str], subprocess.Popen[bytes]]]:
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(queue: str) -> subprocess.Popen[bytes]:
+        log = open(tmp_path / f"worker-{queue}-{len(processes)}.log", "wb")  # noqa: SIM115
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "services.common.celery_app",
+                "worker",
+                "-Q",
+                queue,
+                "--pool",
+                "solo",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "--hostname",
+                f"{queue}-{len(processes)}@test",
+                "--loglevel",
+                "INFO",
+            ],
+            env=platform_env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
