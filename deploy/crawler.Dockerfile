@@ -1,0 +1,31 @@
+# syntax=docker/dockerfile:1.7
+# Crawler worker (queue `crawl`): core + [crawler], no torch.
+# Build from the repository root: docker build -f deploy/<name>.Dockerfile .
+FROM python:3.12.8-slim-bookworm AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_COMPILE=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+COPY pyproject.toml README.md deploy/constraints.txt ./
+COPY services ./services
+# simple_image_download pins python-magic-bin, which has no Linux build; its real needs are in [crawler].
+RUN --mount=type=cache,target=/root/.cache/pip pip install --constraint constraints.txt ".[crawler]" \
+    && pip install --no-deps simple_image_download==0.5
+
+FROM python:3.12.8-slim-bookworm
+# libmagic1: python-magic sniffs the type of downloaded bytes.
+# Distribution package versions are not pinned: the security archive replaces them, so a pin would break the
+# build rather than make it reproducible.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libmagic1 \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --create-home --uid 10001 app \
+    && mkdir -p /data \
+    && chown app:app /data
+COPY --from=build /opt/venv /opt/venv
+COPY deploy/worker_healthcheck.py /app/deploy/worker_healthcheck.py
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 GHIBLI_DATA_DIR=/data
+WORKDIR /app
+USER 10001
+CMD ["celery", "-A", "services.common.celery_app", "worker", "-Q", "crawl", "--hostname", "crawl@%h", "--pool", "solo"]

@@ -1,0 +1,30 @@
+# syntax=docker/dockerfile:1.7
+# Filter worker (queue `filter`): core + [filter] (OpenCV headless, imagehash, Tesseract OCR), no torch.
+# Build from the repository root: docker build -f deploy/<name>.Dockerfile .
+FROM python:3.12.8-slim-bookworm AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_COMPILE=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+COPY pyproject.toml README.md deploy/constraints.txt ./
+COPY services ./services
+RUN --mount=type=cache,target=/root/.cache/pip pip install --constraint constraints.txt ".[filter]"
+
+FROM python:3.12.8-slim-bookworm
+# tesseract-ocr (with its English data) finds text and watermarks.
+# Distribution package versions are not pinned: the security archive replaces them, so a pin would break the
+# build rather than make it reproducible.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends tesseract-ocr \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --create-home --uid 10001 app \
+    && mkdir -p /data \
+    && chown app:app /data
+COPY --from=build /opt/venv /opt/venv
+COPY deploy/worker_healthcheck.py /app/deploy/worker_healthcheck.py
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 GHIBLI_DATA_DIR=/data
+WORKDIR /app
+USER 10001
+# solo pool: the filter runs its own process pool, and Celery's prefork children may not fork.
+CMD ["celery", "-A", "services.common.celery_app", "worker", "-Q", "filter", "--hostname", "filter@%h", "--pool", "solo"]

@@ -1,0 +1,42 @@
+# syntax=docker/dockerfile:1.7
+# Inference: the HTTP server (own API + AUTOMATIC1111-compatible /sdapi/v1, port 7860) and, with
+# another command, the `infer` queue's worker; core + [inference].
+# Build from the repository root: docker build -f deploy/<name>.Dockerfile .
+# The CUDA *base* image (driver hooks, NVIDIA_* variables) is enough: PyPI's Linux torch wheel is the
+# CUDA 13.0 build and installs its own CUDA libraries, which a -runtime base would only duplicate.
+# CUDA 13 needs an NVIDIA driver >= 580 on the host; RTX 3090s (sm_86) are supported.
+FROM nvidia/cuda:13.0.0-base-ubuntu24.04 AS build
+# Distribution package versions are not pinned: the security archive replaces them, so a pin would break the
+# build rather than make it reproducible.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 python3-venv \
+    && rm -rf /var/lib/apt/lists/*
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_COMPILE=1
+RUN python3 -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+COPY deploy/constraints.txt ./
+# torch first, in a layer of its own: the same instructions in the three GPU images share it.
+RUN --mount=type=cache,target=/root/.cache/pip pip install --constraint constraints.txt torch
+COPY pyproject.toml README.md ./
+COPY services ./services
+RUN --mount=type=cache,target=/root/.cache/pip pip install --constraint constraints.txt ".[inference]"
+
+FROM nvidia/cuda:13.0.0-base-ubuntu24.04
+# Distribution package versions are not pinned: the security archive replaces them, so a pin would break the
+# build rather than make it reproducible.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --create-home --uid 10001 app \
+    && mkdir -p /data /cache/huggingface \
+    && chown app:app /data /cache/huggingface
+COPY --from=build /opt/venv /opt/venv
+COPY deploy/worker_healthcheck.py /app/deploy/worker_healthcheck.py
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 GHIBLI_DATA_DIR=/data HF_HOME=/cache/huggingface
+WORKDIR /app
+USER 10001
+EXPOSE 7860
+CMD ["uvicorn", "--factory", "services.inference.app:create_app", "--host", "0.0.0.0", "--port", "7860"]

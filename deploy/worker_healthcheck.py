@@ -1,0 +1,35 @@
+"""Container healthcheck for a Celery worker: exit 0 only when this container's own node answers a ping.
+
+Usage: `python worker_healthcheck.py QUEUE` (node `QUEUE@<hostname>`, as docker-compose.yml names its
+workers) or `python worker_healthcheck.py NODE@HOST`. Pinging the node itself, rather than checking
+that a process exists, catches a worker that is alive but has lost its broker connection.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+
+PING_TIMEOUT_S = 10.0
+
+
+def node_name(queue_or_node: str) -> str:
+    return queue_or_node if "@" in queue_or_node else f"{queue_or_node}@{socket.gethostname()}"
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: worker_healthcheck.py QUEUE|NODE@HOST", file=sys.stderr)
+        return 2
+    node = node_name(argv[0])
+    from services.common.celery_app import celery_app  # after the usage check: it reads settings
+
+    replies = celery_app.control.ping(destination=[node], timeout=PING_TIMEOUT_S)
+    if any(node in reply for reply in replies):
+        return 0
+    print(f"celery node {node} did not answer a ping within {PING_TIMEOUT_S:.0f}s", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
