@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 from services.api.deps import require_token
 from services.api.limits import BodySizeLimitMiddleware
 from services.api.routers import artifacts, datasets, health, jobs, loras, pipelines
+from services.captioner import router as captions
 from services.common.metrics import HttpMetricsMiddleware, QueueDepthCollector
 from services.common.queue import EmbeddedJobQueue, JobQueue, make_queue
 from services.common.registry import QUEUES
@@ -81,6 +82,7 @@ def create_app(
     app.include_router(pipelines.router, dependencies=protected)
     app.include_router(loras.router, dependencies=protected)
     app.include_router(artifacts.router, dependencies=protected)
+    app.include_router(captions.router, dependencies=protected)
 
     @app.exception_handler(InvalidKeyError)
     async def invalid_key(_: Request, error: InvalidKeyError) -> JSONResponse:

@@ -105,3 +105,54 @@ def build_tiny_sd(directory: Path, seed: int = 0) -> Path:
     )
     pipeline.save_pretrained(directory)
     return directory
+
+
+# Words a tiny BLIP can emit; single letters plus "##" continuations let WordPiece spell anything.
+_TINY_BLIP_WORDS = (
+    "a an the of in on with and at girl boy man woman cat dog red blue green white black yellow dress shirt "
+    "hat hair coat standing sitting walking running field sky house tree forest river street room window"
+).split()
+
+
+def build_tiny_blip(directory: Path, seed: int = 0) -> Path:
+    """A BlipForConditionalGeneration + BlipProcessor folder (32×32 images, a ~100-token WordPiece vocab)."""
+    if (directory / "config.json").exists() and (directory / "processor_config.json").exists():
+        return directory
+    import torch
+    from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
+
+    torch.manual_seed(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    letters = [chr(code) for code in range(ord("a"), ord("z") + 1)]
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", *_TINY_BLIP_WORDS, *letters]
+    vocab += [f"##{letter}" for letter in letters] + list(".,'-")
+    vocab_file = directory / "vocab.txt"
+    vocab_file.write_text("\n".join(vocab) + "\n")
+    # BLIP's decoder starts from [DEC] and stops at [SEP]; the ids must match this vocab, not BERT's.
+    tokenizer = BertTokenizer(str(vocab_file), bos_token="[DEC]", model_max_length=64)
+    config = BlipConfig(
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "image_size": 32,
+            "patch_size": 8,
+        },
+        text_config={
+            "vocab_size": len(tokenizer),
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "max_position_embeddings": 64,
+            "encoder_hidden_size": 32,
+            "bos_token_id": tokenizer.bos_token_id,
+            "sep_token_id": tokenizer.sep_token_id,
+            "eos_token_id": tokenizer.sep_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+        },
+    )
+    BlipForConditionalGeneration(config).save_pretrained(directory)
+    BlipProcessor(BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer).save_pretrained(directory)
+    return directory
