@@ -1,0 +1,199 @@
+"""Per-image analysis, run in parallel: decode, normalise, hash, measure, read text.
+
+Each finished analysis is cached as `<work_dir>/<item_id>.json` (plus the normalised image), so
+a run killed halfway resumes where it stopped and only the dropped/kept decision is redone.
+"""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures as futures
+import hashlib
+import io
+import json
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from services.common.storage import sha256_hex
+from services.filter.dedup import perceptual_hash
+from services.filter.imaging import DecodeError, decode_image, encode, normalise
+from services.filter.params import FilterOptions
+from services.filter.quality import measure_quality
+from services.filter.text import TextDetector, make_text_detector
+
+MAX_IN_FLIGHT_PER_WORKER = 4
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """Everything a worker needs; picklable."""
+
+    options: FilterOptions
+    max_pixels: int
+    ocr_side: int = 384
+    tesseract_cmd: str = "tesseract"
+    thumbnail_side: int = 128
+
+
+@dataclass
+class ImageAnalysis:
+    item_id: str
+    reason: str | None = None  # set when the image is unusable before any comparison
+    detail: str = ""
+    width: int = 0
+    height: int = 0
+    pixel_md5: str | None = None
+    phash: str | None = None  # 16 hex digits
+    blur: float | None = None
+    std: float | None = None
+    entropy: float | None = None
+    text_words: int = 0
+    text_area: float = 0.0
+    text_sample: str = ""
+    clean_file: str | None = None  # normalised image, relative to the work dir
+    clean_sha256: str | None = None
+    thumbnail: str = ""  # data: URI for the contact sheet
+
+    @property
+    def phash_int(self) -> int:
+        return int(self.phash or "0", 16)
+
+
+def options_digest(config: AnalysisConfig) -> str:
+    """Names the cache folder: a change of any option that alters an analysis starts afresh."""
+    payload = json.dumps([config.options.model_dump(mode="json"), config.max_pixels, config.ocr_side])
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _thumbnail(image: Image.Image, side: int) -> str:
+    copy = image.copy()
+    copy.thumbnail((side, side), Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    copy.save(buffer, format="JPEG", quality=70)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def analyse_image(
+    item_id: str, data: bytes, config: AnalysisConfig, detector: TextDetector, work_dir: Path
+) -> ImageAnalysis:
+    options = config.options
+    try:
+        image = decode_image(data, config.max_pixels, options.background)
+    except DecodeError as error:
+        return ImageAnalysis(item_id, reason=error.reason, detail=str(error))
+    analysis = ImageAnalysis(item_id, width=image.width, height=image.height)
+    analysis.thumbnail = _thumbnail(image, config.thumbnail_side)
+    if min(image.size) < options.min_side:
+        analysis.reason, analysis.detail = "too_small", f"{image.width}x{image.height} < {options.min_side}"
+        return analysis
+    # Hash the decoded pixels (with the size), not the file: re-encodes and metadata edits still match.
+    analysis.pixel_md5 = hashlib.md5(
+        f"{image.width}x{image.height}".encode() + image.tobytes(), usedforsecurity=False
+    ).hexdigest()
+    analysis.phash = f"{perceptual_hash(image, options.hash_method):016x}"
+    clean = normalise(image, options.size, options.mode, options.background)
+    scores = measure_quality(clean)
+    analysis.blur, analysis.std, analysis.entropy = (
+        round(scores.blur, 3),
+        round(scores.std, 3),
+        round(scores.entropy, 3),
+    )
+    finding = detector.detect(clean)
+    analysis.text_words, analysis.text_area, analysis.text_sample = finding.words, finding.area, finding.sample
+    encoded, extension, _ = encode(clean, options.output_format, options.jpeg_quality)
+    analysis.clean_sha256 = sha256_hex(encoded)
+    analysis.clean_file = f"{analysis.clean_sha256}.{extension}"
+    _write_atomically(work_dir / analysis.clean_file, encoded)
+    return analysis
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.part")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
+
+
+# One detector per worker process (Tesseract setup is not free); built by the pool initializer.
+_worker_detector: TextDetector | None = None
+
+
+def _init_worker(config: AnalysisConfig) -> None:
+    global _worker_detector
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")  # Tesseract's OpenMP threads fight the pool for cores
+    _worker_detector = make_text_detector(config.options.text_detector, config.ocr_side, config.tesseract_cmd)
+
+
+def _analyse_and_cache(item_id: str, data: bytes, config: AnalysisConfig, work_dir: Path) -> ImageAnalysis:
+    if _worker_detector is None:
+        _init_worker(config)
+    assert _worker_detector is not None
+    try:
+        analysis = analyse_image(item_id, data, config, _worker_detector, work_dir)
+    except Exception as error:  # an image that breaks a library is reported, never crashes the run
+        analysis = ImageAnalysis(item_id, reason="undecodable", detail=f"{type(error).__name__}: {error}")
+    _write_atomically(work_dir / f"{item_id}.json", json.dumps(asdict(analysis)).encode())
+    return analysis
+
+
+def load_cached(work_dir: Path, item_id: str) -> ImageAnalysis | None:
+    path = work_dir / f"{item_id}.json"
+    if not path.is_file():
+        return None
+    analysis = ImageAnalysis(**json.loads(path.read_text()))
+    if analysis.clean_file and not (work_dir / analysis.clean_file).is_file():
+        return None
+    return analysis
+
+
+def _make_executor(workers: int, config: AnalysisConfig) -> futures.Executor:
+    """Processes, unless this is a daemonic process (a Celery prefork child) that may not have children."""
+    if multiprocessing.current_process().daemon:
+        return futures.ThreadPoolExecutor(workers, initializer=_init_worker, initargs=(config,))
+    # forkserver: forking a process that runs threads (heartbeats, Celery) can copy a held lock.
+    context = multiprocessing.get_context("forkserver")
+    return futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(config,))
+
+
+def analyse_all(
+    items: Iterable[tuple[str, Callable[[], bytes]]],
+    config: AnalysisConfig,
+    work_dir: Path,
+    workers: int,
+    on_done: Callable[[ImageAnalysis], None] = lambda analysis: None,
+) -> dict[str, ImageAnalysis]:
+    """Analyse (item id, byte loader) pairs, `workers` at a time; cached analyses are reused."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    results: dict[str, ImageAnalysis] = {}
+
+    def finish(analysis: ImageAnalysis) -> None:
+        results[analysis.item_id] = analysis
+        on_done(analysis)
+
+    pending_items = []
+    for item_id, load in items:
+        cached = load_cached(work_dir, item_id)
+        if cached is not None:
+            finish(cached)
+        else:
+            pending_items.append((item_id, load))
+    if workers <= 1 or len(pending_items) <= 1:
+        for item_id, load in pending_items:
+            finish(_analyse_and_cache(item_id, load(), config, work_dir))
+        return results
+    with _make_executor(workers, config) as executor:
+        in_flight: set[futures.Future[ImageAnalysis]] = set()
+        for item_id, load in pending_items:
+            # Bounded: only a few images' bytes are held in memory at once.
+            if len(in_flight) >= workers * MAX_IN_FLIGHT_PER_WORKER:
+                done, in_flight = futures.wait(in_flight, return_when=futures.FIRST_COMPLETED)
+                for future in done:
+                    finish(future.result())
+            in_flight.add(executor.submit(_analyse_and_cache, item_id, load(), config, work_dir))
+        for future in futures.as_completed(in_flight):
+            finish(future.result())
+    return results

@@ -1,0 +1,113 @@
+"""Exact and near-duplicate grouping.
+
+Near duplicates are found with multi-index hashing instead of comparing all pairs: the 64 hash
+bits are cut into `m` blocks, and two hashes within Hamming distance `t` (< m) must agree exactly
+on at least `m - t` of those blocks (pigeonhole). For every choice of `m - t` blocks the hashes
+are sorted by those bits; only hashes sharing a key are compared. `m` trades the number of
+tables (more blocks, more tables) against the candidates in each (more agreeing bits, fewer).
+"""
+
+from __future__ import annotations
+
+import math
+from itertools import combinations, pairwise
+
+import imagehash
+import numpy as np
+from PIL import Image
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+HASH_BITS = 64
+MAX_TABLES = 20_000
+CANDIDATE_COST = 4.0  # a candidate check costs about this many sort steps
+
+_HASHERS = {
+    "phash": imagehash.phash,
+    "dhash": imagehash.dhash,
+    "whash": imagehash.whash,
+    "average_hash": imagehash.average_hash,
+}
+
+
+def perceptual_hash(image: Image.Image, method: str = "phash") -> int:
+    """A 64-bit perceptual hash as an unsigned integer."""
+    bits = _HASHERS[method](image).hash.ravel()
+    return int("".join("1" if bit else "0" for bit in bits), 2)
+
+
+def hamming(first: int, second: int) -> int:
+    return (first ^ second).bit_count()
+
+
+def _block_masks(blocks: int) -> list[int]:
+    """`blocks` contiguous bit ranges covering 64 bits, sizes differing by at most one."""
+    edges = [round(index * HASH_BITS / blocks) for index in range(blocks + 1)]
+    return [((1 << (end - start)) - 1) << start for start, end in pairwise(edges)]
+
+
+def choose_blocks(count: int, max_distance: int) -> int:
+    """The block count with the least estimated work: tables × (sort + candidates to check)."""
+    best, best_cost = max_distance + 1, math.inf
+    for blocks in range(max_distance + 1, HASH_BITS + 1):
+        tables = math.comb(blocks, max_distance)
+        if tables > MAX_TABLES:
+            break
+        agreeing_bits = HASH_BITS * (blocks - max_distance) / blocks
+        # Uniform hashes: count²/2 pairs, of which 2^-agreeing_bits share a table key.
+        candidates = count * count / 2 / 2**agreeing_bits
+        cost = tables * (count * math.log2(max(count, 2)) + CANDIDATE_COST * candidates)
+        if cost < best_cost:
+            best, best_cost = blocks, cost
+    return best
+
+
+def near_pairs(hashes: np.ndarray, max_distance: int) -> np.ndarray:
+    """Index pairs (i < j) of distinct hashes within `max_distance`; `hashes` must be unique uint64."""
+    count = len(hashes)
+    if count < 2:
+        return np.empty((0, 2), dtype=np.int64)
+    if max_distance == 0:
+        return np.empty((0, 2), dtype=np.int64)  # unique hashes have no pair at distance 0
+    blocks = choose_blocks(count, max_distance)
+    masks = _block_masks(blocks)
+    found: list[np.ndarray] = []
+    for chosen in combinations(masks, blocks - max_distance):
+        mask = np.uint64(sum(chosen))
+        keys = hashes & mask
+        order = np.argsort(keys, kind="stable")
+        sorted_keys = keys[order]
+        # Compare each hash with the next ones sharing its key: offset 1, 2, … until no run is that long.
+        offset = 1
+        while offset < count:
+            same = sorted_keys[offset:] == sorted_keys[:-offset]
+            if not same.any():
+                break
+            left, right = order[:-offset][same], order[offset:][same]
+            close = np.bitwise_count(hashes[left] ^ hashes[right]) <= max_distance
+            if close.any():
+                found.append(np.stack([np.minimum(left, right)[close], np.maximum(left, right)[close]], axis=1))
+            offset += 1
+    if not found:
+        return np.empty((0, 2), dtype=np.int64)
+    return np.unique(np.concatenate(found), axis=0)
+
+
+def group_by_hash(hashes: list[int], max_distance: int) -> list[int]:
+    """A group label per hash: equal labels are (transitively) within `max_distance` of each other."""
+    if not hashes:
+        return []
+    values = np.array(hashes, dtype=np.uint64)
+    unique, inverse = np.unique(values, return_inverse=True)
+    pairs = near_pairs(unique, max_distance)
+    graph = coo_matrix(
+        (np.ones(len(pairs), dtype=np.int8), (pairs[:, 0], pairs[:, 1])), shape=(len(unique), len(unique))
+    )
+    _, labels = connected_components(graph, directed=False)
+    return [int(label) for label in labels[inverse.ravel()]]
+
+
+def group_by_key(keys: list[str]) -> list[int]:
+    """A group label per key: equal keys (e.g. pixel MD5s) share a label."""
+    labels: dict[str, int] = {}
+    return [labels.setdefault(key, len(labels)) for key in keys]

@@ -1,0 +1,47 @@
+"""Filter job parameters (light imports only: the API validates submissions with this model)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+NormaliseMode = Literal["center-crop", "pad", "resize"]
+
+
+class FilterOptions(BaseModel):
+    """How images are normalised and which ones are dropped; shared by the job and the CLI."""
+
+    size: int = Field(512, ge=64, le=2048, description="Side of the square output image.")
+    mode: NormaliseMode = Field("center-crop", description="center-crop, pad (letterbox) or resize (stretch).")
+    min_side: int = Field(256, ge=1, le=4096, description="Images whose shorter side is smaller are dropped.")
+    output_format: Literal["jpeg", "png"] = "jpeg"
+    jpeg_quality: int = Field(95, ge=50, le=100)
+    background: tuple[int, int, int] = Field(
+        (255, 255, 255), description="RGB that transparent pixels and padding are painted with."
+    )
+    near_duplicate_distance: int = Field(
+        10, ge=0, le=32, description="Largest Hamming distance between 64-bit perceptual hashes of near duplicates."
+    )
+    hash_method: Literal["phash", "dhash", "whash", "average_hash"] = "phash"
+    blur_threshold: float = Field(
+        10.0, ge=0, description="Laplacian variance (512-px grey copy) below which an image is blurry."
+    )
+    uniform_std_threshold: float = Field(
+        6.0, ge=0, description="Grey standard deviation below which an image is near-uniform."
+    )
+    uniform_entropy_threshold: float = Field(
+        2.0, ge=0, le=8, description="Grey histogram entropy (bits) below which an image carries too little."
+    )
+    text_detector: Literal["tesseract", "none"] = "tesseract"
+    text_max_words: int = Field(2, ge=1, description="Images with at least this many recognised words are dropped.")
+    text_max_area: float = Field(
+        0.02, gt=0, le=1, description="Images whose recognised text boxes cover this fraction are dropped."
+    )
+    max_per_character: int | None = Field(
+        None, ge=1, description="Keep at most this many images per character (the sharpest)."
+    )
+
+
+class FilterParams(FilterOptions):
+    dataset_id: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")

@@ -1,0 +1,20 @@
+"""Filter service settings (`GHIBLI_FILTER_*`)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.common.images import DEFAULT_MAX_PIXELS
+
+
+class FilterSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="GHIBLI_FILTER_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    workers: int | None = Field(None, ge=1, description="Analysis processes; unset = one per CPU core.")
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0, description="Larger images are refused as decompression bombs.")
+    ocr_side: int = Field(384, ge=64, description="Longest side of the copy Tesseract reads.")
+    tesseract_cmd: str = Field("tesseract", description="Tesseract executable.")
+    thumbnail_side: int = Field(128, ge=16, le=512, description="Contact-sheet thumbnail size.")
