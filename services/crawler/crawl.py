@@ -36,7 +36,7 @@ class Tally:
     """Running counts, per character too; what progress and the job result report."""
 
     total: int = 0
-    counts: Counter[str] = field(default_factory=Counter)  # ok, duplicate, rejected, skipped
+    counts: Counter[str] = field(default_factory=Counter)  # ok, duplicate, rejected, skipped, unused
     per_character: dict[str, Counter[str]] = field(default_factory=dict)
     reasons: Counter[str] = field(default_factory=Counter)
 
@@ -54,7 +54,7 @@ class Tally:
         counts = self.counts
         return (
             f"{counts['ok']} downloaded, {counts['duplicate']} duplicates, "
-            f"{counts['rejected']} failed, {counts['skipped']} skipped of {self.total}"
+            f"{counts['rejected']} failed, {counts['skipped']} skipped, {counts['unused']} unused of {self.total}"
         )
 
     def summary(self) -> dict[str, object]:
@@ -63,6 +63,7 @@ class Tally:
             "duplicates": self.counts["duplicate"],
             "rejected": self.counts["rejected"],
             "skipped": self.counts["skipped"],
+            "unused": self.counts["unused"],
             "reasons": dict(self.reasons),
             "per_character": {group: dict(counts) for group, counts in self.per_character.items()},
         }
@@ -254,6 +255,9 @@ async def ingest_urls(
             on_progress(tally)
 
     await _guarded([worker() for _ in range(max(1, concurrency))])
+    for group, queue in balancer.queues.items():
+        for _ in queue:
+            tally.add(group, "unused")  # search results left over once the character had its limit
     return tally
 
 

@@ -7,18 +7,21 @@ finished work and never stores an image twice.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import tempfile
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
 from typing import Literal, Protocol
 
+from PIL import Image
 from pydantic import BaseModel, Field
 
 from services.common.datasets import DatasetRepository
-from services.common.images import inspect_image
+from services.common.images import ImageRejectedError, inspect_image
 from services.common.jobs import now
 from services.common.storage import ObjectStore, sha256_hex
 
@@ -86,22 +89,48 @@ class Manifest(Protocol):
         ...
 
 
+def check_image(data: bytes, max_pixels: int) -> tuple[str, str, int, int]:
+    """`inspect_image` plus a full decode: Pillow's verify() passes a JPEG cut off mid-scan."""
+    inspected = inspect_image(data, max_pixels)
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+    except Exception as error:
+        raise ImageRejectedError(f"corrupt or truncated image: {error}") from None
+    return inspected
+
+
+class _PerDigestLocks:
+    """Two URLs with the same bytes can finish together; one must see the other's image as stored."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+
+    def __call__(self, data: bytes) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(sha256_hex(data), threading.Lock())
+
+
 class DatasetSink:
     def __init__(self, store: ObjectStore, dataset_id: str, max_pixels: int, job_id: str) -> None:
         self.repo = DatasetRepository(store)
         self.dataset_id, self.max_pixels, self.job_id = dataset_id, max_pixels, job_id
+        self.lock_for = _PerDigestLocks()
 
     def add(self, data: bytes, candidate: Candidate) -> StoredImage:
-        record, new = self.repo.add_raw_image(
-            self.dataset_id,
-            data,
-            source=candidate.url,
-            max_pixels=self.max_pixels,
-            query=candidate.query,
-            character=candidate.character,
-            movie=candidate.movie,
-            extra={"origin": candidate.origin, "crawl_job": self.job_id},
-        )
+        check_image(data, self.max_pixels)
+        with self.lock_for(data):
+            record, new = self.repo.add_raw_image(
+                self.dataset_id,
+                data,
+                source=candidate.url,
+                max_pixels=self.max_pixels,
+                query=candidate.query,
+                character=candidate.character,
+                movie=candidate.movie,
+                extra={"origin": candidate.origin, "crawl_job": self.job_id},
+            )
         return StoredImage(
             sha256=record.sha256,
             key=record.key,
@@ -129,19 +158,21 @@ class FolderSink:
 
     def __init__(self, out_dir: Path, max_pixels: int) -> None:
         self.out_dir, self.max_pixels = out_dir, max_pixels
+        self.lock_for = _PerDigestLocks()
         self.known: dict[str, Path] = {
             path.stem: path for path in out_dir.glob("*/*.*") if re.fullmatch(r"[0-9a-f]{64}", path.stem)
         }
 
     def add(self, data: bytes, candidate: Candidate) -> StoredImage:
-        extension, content_type, width, height = inspect_image(data, self.max_pixels)
+        extension, content_type, width, height = check_image(data, self.max_pixels)
         digest = sha256_hex(data)
-        path = self.known.get(digest)
-        new = path is None
-        if path is None:
-            path = self.out_dir / _folder_name(candidate.character) / f"{digest}.{extension}"
-            _write_atomically(path, data)
-            self.known[digest] = path
+        with self.lock_for(data):
+            path = self.known.get(digest)
+            new = path is None
+            if path is None:
+                path = self.out_dir / _folder_name(candidate.character) / f"{digest}.{extension}"
+                _write_atomically(path, data)
+                self.known[digest] = path
         return StoredImage(
             sha256=digest,
             key=str(path.relative_to(self.out_dir)),

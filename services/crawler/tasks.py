@@ -73,7 +73,7 @@ async def _crawl(ctx: JobContext, params: CrawlParams, settings: CrawlerSettings
         async with Fetcher(settings) as fetcher:
             candidates, searches = await _plan(ctx, params, characters, fetcher, settings)
             if not candidates and not params.archive_key:
-                failures = "; ".join(f"{item.source} {item.query!r}: {item.error}" for item in searches)
+                failures = "; ".join(f'{item.source} "{item.query}": {item.error}' for item in searches)
                 raise RuntimeError(f"nothing to download: no search found image URLs ({failures or 'no characters'})")
             limits: dict[str, int | None] = {
                 character.character: character.limit or params.limit_per_character for character in characters

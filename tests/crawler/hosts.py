@@ -132,7 +132,10 @@ class MisbehavingServer:
                 if route is None:
                     send(self, 404, b"not found", "text/plain")
                 else:
-                    route(self, hits)
+                    try:
+                        route(self, hits)
+                    except OSError:
+                        self.close_connection = True  # the client hung up (timeout, byte cap): expected
 
             def log_message(self, format: str, *args: object) -> None:
                 del format, args
