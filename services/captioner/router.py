@@ -82,5 +82,5 @@ def edit_caption(dataset_id: str, file_name: str, body: CaptionEdit, store: Stor
     except CaptionNotFoundError:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no caption for {file_name!r}") from None
     except CaptionRejectedError as error:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(error)) from None
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
     return _item(entry)
