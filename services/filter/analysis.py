@@ -35,7 +35,7 @@ class AnalysisConfig:
 
     options: FilterOptions
     max_pixels: int
-    ocr_side: int = 384
+    ocr_side: int = 512
     tesseract_cmd: str = "tesseract"
     thumbnail_side: int = 128
 

@@ -15,6 +15,6 @@ class FilterSettings(BaseSettings):
 
     workers: int | None = Field(None, ge=1, description="Analysis processes; unset = one per CPU core.")
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0, description="Larger images are refused as decompression bombs.")
-    ocr_side: int = Field(384, ge=64, description="Longest side of the copy Tesseract reads.")
+    ocr_side: int = Field(512, ge=64, description="Longest side of the copy Tesseract reads.")
     tesseract_cmd: str = Field("tesseract", description="Tesseract executable.")
     thumbnail_side: int = Field(128, ge=16, le=512, description="Contact-sheet thumbnail size.")

@@ -1,0 +1,83 @@
+"""Near duplicates, blur, near-uniform and text: each check on generated pictures."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from services.filter.dedup import group_by_hash, near_pairs, perceptual_hash
+from services.filter.params import FilterOptions
+from services.filter.quality import measure_quality
+from services.filter.text import TesseractDetector
+from tests.filter.fixtures import blurred, colour_shifted, cropped, recompressed, rescaled, scene, with_text
+
+DEFAULTS = FilterOptions()
+VARIANTS = {
+    "rescaled": lambda image: rescaled(image, 0.5),
+    "jpeg-q30": lambda image: recompressed(image, 30),
+    "crop-5%": lambda image: cropped(image, 0.025),  # 5% of the area: 2.5% off width and height
+    "colour-shift": colour_shifted,
+}
+
+
+def test_variants_are_grouped_with_their_original_and_distinct_pictures_are_not() -> None:
+    originals = [scene(seed) for seed in range(6)]
+    hashes, owners = [], []
+    for owner, original in enumerate(originals):
+        for picture in [original, *(make(original) for make in VARIANTS.values())]:
+            hashes.append(perceptual_hash(picture))
+            owners.append(owner)
+    labels = group_by_hash(hashes, DEFAULTS.near_duplicate_distance)
+    for owner in range(len(originals)):
+        assert len({label for label, of in zip(labels, owners, strict=True) if of == owner}) == 1
+    assert len(set(labels)) == len(originals)
+
+
+def test_many_distinct_pictures_stay_apart() -> None:
+    hashes = [perceptual_hash(scene(seed, (320, 240))) for seed in range(100, 160)]
+    assert len(set(group_by_hash(hashes, DEFAULTS.near_duplicate_distance))) == 60
+
+
+@pytest.mark.parametrize("distance", [0, 3, 10, 14])
+def test_multi_index_search_finds_exactly_the_pairs_all_pairs_comparison_finds(distance: int) -> None:
+    rng = np.random.default_rng(distance)
+    base = rng.integers(0, 2**64 - 1, 300, dtype=np.uint64, endpoint=True)
+    flips = np.zeros(300, dtype=np.uint64)
+    for index in range(300):  # a near copy of each, a few bits either side of the threshold
+        for bit in rng.choice(64, size=int(rng.integers(0, distance + 3)), replace=False):
+            flips[index] |= np.uint64(1) << np.uint64(int(bit))
+    hashes = np.unique(np.concatenate([base, base ^ flips]))
+    found = {tuple(pair) for pair in near_pairs(hashes, distance).tolist()}
+    expected = {
+        (i, j)
+        for i, j in itertools.combinations(range(len(hashes)), 2)
+        if int(hashes[i] ^ hashes[j]).bit_count() <= distance
+    }
+    assert found == expected
+    assert expected or distance == 0
+
+
+def test_gaussian_blur_sigma_3_is_flagged_and_the_sharp_original_is_not() -> None:
+    for seed in range(4):
+        sharp = scene(seed).resize((512, 512))
+        assert measure_quality(sharp).blur >= DEFAULTS.blur_threshold
+        assert measure_quality(blurred(sharp, 3.0)).blur < DEFAULTS.blur_threshold
+
+
+def test_near_uniform_pictures_score_low() -> None:
+    flat = Image.new("RGB", (512, 512), (120, 130, 140))
+    scores = measure_quality(flat)
+    assert scores.std < DEFAULTS.uniform_std_threshold and scores.entropy < DEFAULTS.uniform_entropy_threshold
+    assert measure_quality(scene(3).resize((512, 512))).std > DEFAULTS.uniform_std_threshold
+
+
+def test_rendered_text_is_found_and_textless_pictures_have_none() -> None:
+    detector = TesseractDetector()
+    for seed in range(3):
+        picture = scene(seed).resize((512, 512))
+        assert detector.detect(picture).words == 0
+        finding = detector.detect(with_text(picture))
+        assert finding.words >= DEFAULTS.text_max_words or finding.area >= DEFAULTS.text_max_area, finding

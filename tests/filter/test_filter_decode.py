@@ -1,0 +1,113 @@
+"""Safe decoding of broken and odd files, and normalisation to a square."""
+
+from __future__ import annotations
+
+import io
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from services.filter.imaging import DecodeError, decode_image, normalise
+from tests.filter.fixtures import encoded, scene
+
+CAP = 10_000_000
+WHITE = (255, 255, 255)
+
+
+def test_a_picture_over_the_pixel_cap_is_refused_without_decoding() -> None:
+    with pytest.raises(DecodeError) as refused:
+        decode_image(encoded(Image.new("RGB", (400, 300))), max_pixels=100_000)
+    assert refused.value.reason == "too_large"
+
+
+def test_a_decompression_bomb_header_is_refused() -> None:
+    # A tiny PNG that claims 60000×60000 pixels: refused from the header, nothing allocated.
+    data = bytearray(encoded(Image.new("1", (1, 1))))
+    data[16:24] = (60000).to_bytes(4, "big") * 2
+    data[29:33] = zlib.crc32(data[12:29]).to_bytes(4, "big")  # a valid IHDR chunk
+    with pytest.raises(DecodeError) as refused:
+        decode_image(bytes(data), max_pixels=CAP)
+    assert refused.value.reason == "too_large"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        encoded(scene(1), "JPEG")[:2000],  # truncated
+        encoded(scene(1))[:-200],  # PNG missing its tail
+        b"\x89PNG\r\n\x1a\n" + b"\0" * 100,  # a signature and garbage
+        b"not an image at all",
+    ],
+    ids=["truncated-jpeg", "truncated-png", "corrupt-png", "text"],
+)
+def test_broken_files_are_rejected_with_a_reason(data: bytes) -> None:
+    with pytest.raises(DecodeError) as refused:
+        decode_image(data, CAP)
+    assert refused.value.reason == "undecodable"
+    assert str(refused.value)
+
+
+def test_exif_orientation_is_applied() -> None:
+    image = Image.new("RGB", (60, 30), (255, 0, 0))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    decoded = decode_image(encoded(image, "JPEG", exif=exif), CAP)
+    assert decoded.size == (30, 60)
+
+
+@pytest.mark.parametrize(
+    ("image", "image_format"),
+    [
+        (Image.new("CMYK", (40, 30), (0, 255, 255, 0)), "JPEG"),
+        (Image.new("RGB", (40, 30), (200, 10, 10)).convert("P", palette=Image.Palette.ADAPTIVE), "PNG"),
+        (Image.new("L", (40, 30), 90), "PNG"),
+        (Image.fromarray(np.full((30, 40), 40000, dtype=np.uint16)), "PNG"),
+        (Image.new("1", (40, 30), 1), "BMP"),
+    ],
+    ids=["cmyk", "palette", "grey", "16-bit", "bilevel"],
+)
+def test_odd_modes_become_rgb(image: Image.Image, image_format: str) -> None:
+    decoded = decode_image(encoded(image, image_format), CAP)
+    assert decoded.mode == "RGB"
+    assert decoded.size == (40, 30)
+
+
+def test_16_bit_grey_is_scaled_not_clipped() -> None:
+    sixteen_bit = Image.fromarray(np.full((30, 40), 32768, dtype=np.uint16))
+    assert decode_image(encoded(sixteen_bit), CAP).getpixel((0, 0)) == (128, 128, 128)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P"])
+def test_transparency_is_painted_on_the_background(mode: str) -> None:
+    image = Image.new("RGBA", (40, 30), (0, 0, 0, 0))
+    image.paste((10, 20, 30, 255), (0, 0, 20, 30))
+    if mode == "LA":
+        image = image.convert("LA")
+    elif mode == "P":
+        image = image.convert("P")
+        image.info["transparency"] = image.getpixel((39, 0))
+    decoded = decode_image(encoded(image), CAP, background=(0, 128, 255))
+    assert decoded.getpixel((39, 0)) == (0, 128, 255)
+    assert decoded.getpixel((0, 0)) != (0, 128, 255)
+
+
+def test_an_animated_gif_gives_its_first_frame() -> None:
+    frames = [Image.new("RGB", (32, 32), colour) for colour in ((255, 0, 0), (0, 0, 255))]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    red, _, blue = decode_image(buffer.getvalue(), CAP).getpixel((5, 5))
+    assert red > 200 and blue < 50
+
+
+@pytest.mark.parametrize("mode", ["center-crop", "pad", "resize"])
+def test_every_mode_makes_a_square_of_the_asked_size(mode: str) -> None:
+    square = normalise(scene(2, (640, 320)), 512, mode, WHITE)  # type: ignore[arg-type]
+    assert square.size == (512, 512) and square.mode == "RGB"
+
+
+def test_pad_letterboxes_with_the_background_and_crop_does_not() -> None:
+    wide = Image.new("RGB", (400, 200), (0, 0, 0))
+    assert normalise(wide, 128, "pad", (0, 255, 0)).getpixel((64, 2)) == (0, 255, 0)
+    assert normalise(wide, 128, "center-crop", (0, 255, 0)).getpixel((64, 2)) == (0, 0, 0)
