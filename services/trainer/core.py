@@ -95,6 +95,7 @@ class TrainOutcome(BaseModel):
     kohya_path: Path
     loss_curve_json: Path
     loss_curve_png: Path
+    config_path: Path
     final_loss: float | None
 
 
@@ -420,13 +421,14 @@ def train(spec: TrainSpec, events: TrainEvents, models: SDComponents | None = No
             samples = micro_batch * accumulation * accelerator.num_processes
             eta = (steps - done) / it_per_s if it_per_s else 0.0
             events.on_step(StepReport(done, steps, step_loss, lr, it_per_s, it_per_s * samples, eta))
+        # Validation first: a checkpoint at step N then implies the grid for N exists, so a resume skips neither.
+        if accelerator.is_main_process and params.validation_every and done % params.validation_every == 0:
+            validate(done)
         if done % params.checkpoint_every == 0 or done == steps:
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
                 path = spec.work_dir / "checkpoints" / f"step-{done:08d}.pt"
                 events.on_checkpoint(done, _save_checkpoint(path, checkpoint_state(done)))
-        if accelerator.is_main_process and params.validation_every and done % params.validation_every == 0:
-            validate(done)
         accelerator.wait_for_everyone()
 
     final = spec.work_dir / "final"
@@ -438,6 +440,7 @@ def train(spec: TrainSpec, events: TrainEvents, models: SDComponents | None = No
         kohya_path=final / f"{spec.lora_name}.safetensors",
         loss_curve_json=final / "loss_curve.json",
         loss_curve_png=final / "loss_curve.png",
+        config_path=final / "training_config.json",
         final_loss=loss_curve[-1]["loss"] if loss_curve else None,
     )
     if accelerator.is_main_process:
@@ -457,7 +460,7 @@ def train(spec: TrainSpec, events: TrainEvents, models: SDComponents | None = No
             lora_state, params.rank, params.lora_alpha, LORA_TARGET_MODULES, final, spec.lora_name, metadata
         )
         write_loss_curve(loss_curve, outcome.loss_curve_json, outcome.loss_curve_png)
-        (final / "training_config.json").write_text(json.dumps(spec.model_dump(mode="json"), indent=1))
+        outcome.config_path.write_text(json.dumps(spec.model_dump(mode="json"), indent=1))
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return outcome
