@@ -46,7 +46,6 @@ class Batcher:
         self._ready = threading.Condition()
         self._closed = False
         self._seconds_per_image = 1.0  # running estimate, for Retry-After
-        self.calls = 0  # pipeline calls made (the batching tests and the benchmark read it)
         self._worker = threading.Thread(target=self._run, name="inference-batcher", daemon=True)
         self._worker.start()
 
@@ -115,7 +114,6 @@ class Batcher:
                 images: list[Image.Image] = []
                 for first in range(0, len(specs), self.max_batch_images):
                     images += self.engine.render(batch[0].settings, specs[first : first + self.max_batch_images])
-                    self.calls += 1
             except Exception as error:
                 log.exception("generation of %d images failed", len(specs))
                 for request in batch:

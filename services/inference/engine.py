@@ -121,6 +121,7 @@ class Engine:
         self.model_name = model_name
         self.resident_loras = resident_loras
         self.progress = RenderProgress()
+        self.render_calls = 0
         self._lock = threading.Lock()
         self._scheduler_config = pipeline.scheduler.config
         self._schedulers: dict[str, Any] = {}
@@ -184,6 +185,7 @@ class Engine:
                     )
             finally:
                 self.progress = RenderProgress()
+                self.render_calls += 1
             return list(output.images)
 
     def use_loras(self, loras: tuple[tuple[str, float], ...]) -> None:
