@@ -1,0 +1,196 @@
+"""Filter benchmark: throughput and near-duplicate search, side by side with imagededup and cleanvision.
+
+    .venv/bin/python bench/filter_bench.py                  # 5,000 images, 1M-hash index timing
+    .venv/bin/python bench/filter_bench.py --images 600 --million-distances 4,6   # quick run
+
+Synthetic pictures: distinct scenes plus near-duplicate variants of some of them (rescaled, JPEG
+q=30, 5%-area crop, colour shift), so precision/recall of duplicate detection has ground truth.
+imagededup and cleanvision come from the `bench` extra; each is skipped with a note if missing.
+imagededup's CNN module needs torchvision, which does not install beside the CPU torch here, so
+its CNN module is stubbed out before import (PHash does not use it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import tempfile
+import time
+import types
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from services.common.storage import sha256_hex
+from services.filter.analysis import AnalysisConfig, analyse_all
+from services.filter.dedup import group_by_hash
+from services.filter.params import FilterOptions
+from services.filter.run import default_workers
+from services.filter.selection import decide
+from tests.filter.fixtures import colour_shifted, cropped, encoded, recompressed, rescaled, scene
+
+VARIANTS = (
+    ("rescaled", lambda image: rescaled(image, 0.6)),
+    ("jpeg30", lambda image: recompressed(image, 30)),
+    ("crop5", lambda image: cropped(image, 0.025)),
+    ("shift", colour_shifted),
+)
+
+
+def make_dataset(folder: Path, count: int, seed: int = 0) -> dict[str, int]:
+    """Write `count` JPEGs; return file name → ground-truth group (variants share their original's)."""
+    rng = np.random.default_rng(seed)
+    truth: dict[str, int] = {}
+    group = 0
+    while len(truth) < count:
+        original = scene(10_000 + group, (384, 288))
+        names = [(f"{group:06d}-orig.jpg", original)]
+        if rng.random() < 0.25:  # a quarter of the originals get 1-2 variants
+            for label, make in (
+                VARIANTS[i] for i in rng.choice(len(VARIANTS), size=int(rng.integers(1, 3)), replace=False)
+            ):
+                names.append((f"{group:06d}-{label}.jpg", make(original)))
+        for name, image in names[: count - len(truth)]:
+            (folder / name).write_bytes(encoded(image, "JPEG", quality=92))
+            truth[name] = group
+        group += 1
+    return truth
+
+
+def pair_set(groups: dict[str, int]) -> set[tuple[str, str]]:
+    members: dict[int, list[str]] = defaultdict(list)
+    for name, label in groups.items():
+        members[label].append(name)
+    return {tuple(sorted(pair)) for names in members.values() for pair in itertools.combinations(names, 2)}
+
+
+def precision_recall(found: set[tuple[str, str]], truth: set[tuple[str, str]]) -> tuple[float, float]:
+    hits = len(found & truth)
+    return hits / max(1, len(found)), hits / max(1, len(truth))
+
+
+def run_ours(folder: Path, names: list[str], distance: int, text_detector: str, workers: int) -> dict[str, float]:
+    options = FilterOptions(near_duplicate_distance=distance, text_detector=text_detector, min_side=128)
+    config = AnalysisConfig(options=options, max_pixels=64_000_000)
+    ids = {sha256_hex((folder / name).read_bytes()): name for name in names}
+    items = [(item_id, (folder / name).read_bytes) for item_id, name in ids.items()]
+    with tempfile.TemporaryDirectory() as work:
+        started = time.perf_counter()
+        analyses = analyse_all(items, config, Path(work), workers)
+        ordered = [analyses[item_id] for item_id in ids]
+        search_started = time.perf_counter()
+        labels = group_by_hash([a.phash_int for a in ordered if a.phash], distance)
+        search_s = time.perf_counter() - search_started
+        decide(ordered, {}, options)
+        total_s = time.perf_counter() - started
+    groups = {ids[a.item_id]: label for a, label in zip([a for a in ordered if a.phash], labels, strict=True)}
+    return {"total_s": total_s, "search_s": search_s, "pairs": pair_set(groups)}  # type: ignore[dict-item]
+
+
+def run_imagededup(folder: Path, distance: int) -> dict[str, object] | str:
+    for name, attribute in (("imagededup.methods.cnn", "CNN"), ("imagededup.utils.models", "CustomModel")):
+        if name not in sys.modules:  # torchvision-only modules PHash never touches
+            stub = types.ModuleType(name)
+            setattr(stub, attribute, None)
+            sys.modules[name] = stub
+    try:
+        from imagededup.methods import PHash
+    except ImportError as error:
+        return f"not importable: {error}"
+    hasher = PHash(verbose=False)
+    started = time.perf_counter()
+    encodings = hasher.encode_images(image_dir=str(folder))
+    search_started = time.perf_counter()
+    duplicates = hasher.find_duplicates(encoding_map=encodings, max_distance_threshold=distance)
+    finished = time.perf_counter()
+    pairs = {tuple(sorted((name, other))) for name, others in duplicates.items() for other in others}
+    return {"total_s": finished - started, "search_s": finished - search_started, "pairs": pairs}
+
+
+def run_cleanvision(folder: Path) -> dict[str, object] | str:
+    try:
+        from cleanvision import Imagelab
+    except ImportError as error:
+        return f"not importable: {error}"
+    started = time.perf_counter()
+    lab = Imagelab(data_path=str(folder))
+    lab.find_issues({"exact_duplicates": {}, "near_duplicates": {}, "blurry": {}, "low_information": {}}, verbose=False)
+    total_s = time.perf_counter() - started
+    pairs = set()
+    for issue in ("exact_duplicates", "near_duplicates"):
+        for names in lab.info[issue]["sets"]:
+            pairs |= {tuple(sorted(Path(p).name for p in pair)) for pair in itertools.combinations(names, 2)}
+    return {"total_s": total_s, "search_s": float("nan"), "pairs": pairs}
+
+
+def naive_all_pairs_s(hashes: np.ndarray, distance: int) -> float:
+    started = time.perf_counter()
+    for start in range(0, len(hashes), 512):
+        block = hashes[start : start + 512]
+        np.nonzero(np.bitwise_count(block[:, None] ^ hashes[None, :]) <= distance)
+    return time.perf_counter() - started
+
+
+def million_hash_timing(distance: int, count: int = 1_000_000) -> tuple[float, int]:
+    rng = np.random.default_rng(distance)
+    hashes = rng.integers(0, 2**64 - 1, count, dtype=np.uint64, endpoint=True)
+    near = hashes[: count // 100].copy()  # 1% planted near copies, `distance` bits flipped at most
+    for bit in range(distance):
+        near ^= (rng.random(len(near)) < 0.5).astype(np.uint64) << np.uint64(bit * 3)
+    values = np.concatenate([hashes, near]).tolist()
+    started = time.perf_counter()
+    labels = group_by_hash(values, distance)
+    return time.perf_counter() - started, len(values) - len(set(labels))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=5000)
+    parser.add_argument("--distance", type=int, default=FilterOptions().near_duplicate_distance)
+    parser.add_argument("--workers", type=int, default=default_workers())
+    parser.add_argument("--million-distances", default="4,6,10", help="Comma list; empty skips the 1M timing.")
+    parser.add_argument("--skip-cleanvision", action="store_true")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as temporary:
+        folder = Path(temporary)
+        made = time.perf_counter()
+        truth_groups = make_dataset(folder, args.images)
+        names = sorted(truth_groups)
+        truth = pair_set(truth_groups)
+        print(f"{len(names)} images, {len(truth)} true duplicate pairs, made in {time.perf_counter() - made:.0f}s")
+
+        rows: list[tuple[str, dict[str, object] | str]] = [
+            ("imagededup PHash (reference)", run_imagededup(folder, args.distance)),
+            ("ours, OCR off", run_ours(folder, names, args.distance, "none", args.workers)),
+            ("ours, full (OCR on)", run_ours(folder, names, args.distance, "tesseract", args.workers)),
+        ]
+        if not args.skip_cleanvision:
+            rows.append(("cleanvision (dups, blur, low-info)", run_cleanvision(folder)))
+
+    reference = rows[0][1]
+    print(f"\nworkers={args.workers}, distance={args.distance}")
+    print("| tool | images/s | × imagededup | dup search s | precision | recall |\n|---|---|---|---|---|---|")
+    for label, outcome in rows:
+        if isinstance(outcome, str):
+            print(f"| {label} | {outcome} | | | | |")
+            continue
+        rate = len(names) / float(outcome["total_s"])  # type: ignore[arg-type]
+        ratio = rate / (len(names) / float(reference["total_s"])) if isinstance(reference, dict) else float("nan")  # type: ignore[arg-type]
+        precision, recall = precision_recall(outcome["pairs"], truth)  # type: ignore[arg-type]
+        search_s = float(outcome["search_s"])  # type: ignore[arg-type]
+        print(f"| {label} | {rate:.1f} | {ratio:.2f} | {search_s:.3f} | {precision:.3f} | {recall:.3f} |")
+
+    hashes = np.random.default_rng(1).integers(0, 2**63, len(names), dtype=np.uint64)
+    print(f"\nnaive all-pairs search over {len(names)} hashes: {naive_all_pairs_s(hashes, args.distance):.3f}s")
+    for distance in filter(None, args.million_distances.split(",")):
+        seconds, merged = million_hash_timing(int(distance))
+        print(f"1,010,000 hashes, distance {distance}: multi-index grouping {seconds:.1f}s ({merged} merged)")
+
+
+if __name__ == "__main__":
+    main()
