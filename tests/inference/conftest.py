@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from services.common.loras import LoraRecord, LoraRepository
 from services.common.storage import LocalStore, ObjectStore, sha256_hex
+from services.inference import settings as inference_settings_module
 from services.inference.engine import Engine
 from services.inference.settings import InferenceSettings
 
@@ -82,3 +84,15 @@ def inference_settings(tmp_path_factory: pytest.TempPathFactory, tiny_sd_path: P
 @pytest.fixture(scope="module")
 def engine(inference_settings: InferenceSettings, lora_store: ObjectStore) -> Engine:
     return Engine.load(inference_settings, lora_store)
+
+
+@pytest.fixture
+def infer_env(monkeypatch: pytest.MonkeyPatch, tiny_sd_path: Path, tmp_path: Path) -> Iterator[None]:
+    """Inference settings from the environment, as a worker or the CLI reads them."""
+    monkeypatch.setenv("GHIBLI_INFERENCE_BASE_MODEL", str(tiny_sd_path))
+    monkeypatch.setenv("GHIBLI_INFERENCE_DEVICE", "cpu")
+    monkeypatch.setenv("GHIBLI_INFERENCE_LORA_CACHE_DIR", str(tmp_path / "lora-cache"))
+    monkeypatch.setenv("GHIBLI_INFERENCE_MAX_BATCH_IMAGES", "2")
+    inference_settings_module.get_inference_settings.cache_clear()
+    yield
+    inference_settings_module.get_inference_settings.cache_clear()

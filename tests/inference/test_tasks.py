@@ -11,19 +11,7 @@ from services.common.jobs import JobRepository, JobState
 from services.common.runner import execute_job
 from services.common.settings import Settings
 from services.common.storage import ObjectStore
-from services.inference import settings as inference_settings_module
 from tests.inference.conftest import register_lora
-
-
-@pytest.fixture
-def infer_env(monkeypatch: pytest.MonkeyPatch, tiny_sd_path: Path, tmp_path: Path) -> None:
-    monkeypatch.setenv("GHIBLI_INFERENCE_BASE_MODEL", str(tiny_sd_path))
-    monkeypatch.setenv("GHIBLI_INFERENCE_DEVICE", "cpu")
-    monkeypatch.setenv("GHIBLI_INFERENCE_LORA_CACHE_DIR", str(tmp_path / "lora-cache"))
-    monkeypatch.setenv("GHIBLI_INFERENCE_MAX_BATCH_IMAGES", "2")
-    inference_settings_module.get_inference_settings.cache_clear()
-    yield
-    inference_settings_module.get_inference_settings.cache_clear()
 
 
 def run(store: ObjectStore, settings: Settings, params: dict) -> dict:
