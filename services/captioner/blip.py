@@ -64,7 +64,7 @@ class BlipCaptioner:
         try:
             processor = BlipProcessor.from_pretrained(model_id, cache_dir=cache_dir)
             model = BlipForConditionalGeneration.from_pretrained(model_id, cache_dir=cache_dir, dtype=dtype)
-        except OSError as error:
+        except (OSError, ValueError) as error:  # missing folder, bad hub id, no network and no cache
             raise RuntimeError(f"cannot load BLIP model {model_id!r} (GHIBLI_CAPTIONER_MODEL_ID): {error}") from error
         return cls(model, processor, torch_device, dtype)
 

@@ -24,7 +24,7 @@ class CaptionParams(BaseModel):
         None, max_length=100, description="Appended to every caption, e.g. 'in Ghibli style'."
     )
     subject: str = Field("a character", min_length=1, max_length=50, description="Replaces a character's name.")
-    extra_names: list[str] = Field(default_factory=list, max_length=500, description="More names/titles to scrub.")
+    extra_names: list[str] = Field(default_factory=list, max_length=500, description="More names to scrub (→ subject).")
 
     @model_validator(mode="after")
     def _lengths_are_ordered(self) -> CaptionParams:
