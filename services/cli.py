@@ -117,7 +117,7 @@ def jobs_cancel(job_id: str, api: ApiOption = None, token: TokenOption = None) -
         _print(JobRepository(make_store(Settings())).request_cancel(job_id).model_dump(mode="json"))
 
 
-for _service in ("crawler", "filter", "captioner", "trainer", "inference"):
+for _service in ("crawler", "filter", "captioner", "trainer", "inference", "pipeline"):
     try:
         _module = importlib.import_module(f"services.{_service}.cli")
     except ModuleNotFoundError as missing:

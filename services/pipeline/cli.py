@@ -15,7 +15,8 @@ from services.common.jobs import Job, JobRepository
 from services.common.runner import execute_job
 from services.common.settings import Settings
 from services.common.storage import LocalStore, ObjectStore, make_store
-from services.pipeline.config import load_config
+from services.pipeline.config import PipelineConfig, load_config
+from services.pipeline.demo import prepare_demo
 from services.pipeline.launch import resume_pipeline, start_pipeline
 from services.pipeline.records import PipelineRepository
 
@@ -77,11 +78,30 @@ def run(config: Path, api: ApiOption = None, token: TokenOption = None) -> None:
         final = client.follow(accepted["job_id"])
         typer.echo(f"pipeline job {final['id']}: {final['state']} {final.get('error') or ''}")
         raise typer.Exit(0 if final["state"] == "succeeded" else 1)
-    settings = Settings()
+    _run_here(pipeline_config, Settings())
+
+
+def _run_here(pipeline_config: PipelineConfig, settings: Settings) -> None:
     store = make_store(settings)
     record, job = start_pipeline(pipeline_config, store, _ForegroundQueue())
     typer.echo(f"pipeline {record.id}, dataset {record.dataset_id}")
     _finish(_run_with_progress(job.id, store, settings), store)
+
+
+@pipeline_app.command("demo")
+def demo(
+    config: Annotated[Path, typer.Argument(help="Demo pipeline config.")] = Path("examples/demo.yaml"),
+    workdir: Annotated[Path, typer.Option(help="Where the pictures and tiny models go.")] = Path("data/demo"),
+) -> None:
+    """The offline demo: procedural pictures and tiny local models through every stage, here."""
+    try:
+        pipeline_config = load_config(config)
+    except ValueError as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(2) from None
+    settings = Settings()
+    typer.echo(f"preparing pictures and tiny models in {workdir} …")
+    _run_here(prepare_demo(pipeline_config, workdir, make_store(settings)), settings)
 
 
 @pipeline_app.command("resume")
