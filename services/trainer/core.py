@@ -318,7 +318,8 @@ def train(spec: TrainSpec, events: TrainEvents, models: SDComponents | None = No
         models.noise_scheduler.register_to_config(prediction_type=params.prediction_type)
     for frozen in (models.vae, models.text_encoder, models.unet):
         frozen.requires_grad_(False)
-        frozen.to(device, dtype=weight_dtype)
+        # cast only for mixed precision: diffusers warns on any dtype cast of its fp32-pinned modules
+        frozen.to(device, dtype=None if weight_dtype == torch.float32 else weight_dtype)
     unet = models.unet
     if cuda:
         unet.to(memory_format=torch.channels_last)
