@@ -33,6 +33,9 @@ def _submit_endpoint(job_type: str, params_model: type[BaseModel]) -> Callable[.
         queue.submit(job)
         return JobAccepted(job_id=job.id, state=job.state)
 
+    # Postponed annotations make `params_model` the string "params_model", which FastAPI cannot
+    # resolve (it is local); give it the class so the body is parsed and documented as that model.
+    submit.__annotations__["params"] = params_model
     submit.__name__ = f"submit_{job_type}_job"
     submit.__doc__ = f"Queue a `{job_type}` job on the `{registry.JOB_TYPES[job_type].queue}` queue."
     return submit
