@@ -76,7 +76,7 @@ def test_plain_403_is_not_retried_but_rate_limit_403_is(
 
 
 def test_slow_response_times_out(hosts: MisbehavingServer, crawler_settings: CrawlerSettings) -> None:
-    hosts.routes["/slow.png"] = slow(3.0, png_bytes())
+    hosts.routes["/slow.png"] = slow(5.0, png_bytes())
     result = fetch(crawler_settings.model_copy(update={"retries": 0}), hosts.url("/slow.png"))
     assert not result.ok and result.retryable and "timeout" in (result.reason or "")
 

@@ -60,7 +60,7 @@ def misbehaving_routes(server: MisbehavingServer) -> dict[str, str | None]:
             "/ratelimited.png": failing_then([(429, {"Retry-After": "0"})], png_bytes((9, 9, 9))),
             "/flaky.png": failing_then([(500, {})], png_bytes((8, 8, 8))),
             "/forbidden.png": failing_then([(403, {})] * 3, good),
-            "/slow.png": slow(3.0, good),
+            "/slow.png": slow(5.0, good),
             "/truncated.jpg": cut_short(jpeg_bytes((200, 10, 10), (300, 200)), keep_length_header=False),
             "/broken-transfer.jpg": cut_short(jpeg_bytes(), keep_length_header=True),
             "/html.jpg": image(b"<html><body>Access denied</body></html>" * 3, "image/jpeg"),
