@@ -18,18 +18,30 @@ def _send_upload(url: str, chunked: bool) -> bytes:
         b"POST /v1/datasets/any/images HTTP/1.1\r\nHost: test\r\n"
         b"Content-Type: multipart/form-data; boundary=xyz\r\n" + length_header + b"\r\n\r\n"
     )
+    # A well-formed multipart start, so the refusal is about size and not a malformed body.
+    preamble = (
+        b'--xyz\r\nContent-Disposition: form-data; name="files"; filename="huge.png"\r\nContent-Type: image/png\r\n\r\n'
+    )
     chunk = b"\0" * (1024 * 1024)
 
     def stream_body() -> None:
         try:
-            for _ in range(UPLOAD_BYTES // len(chunk)):
-                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+            for piece in (preamble, *([chunk] * (UPLOAD_BYTES // len(chunk)))):
+                sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
         except OSError:
             pass  # the server closed the connection after refusing: that is the point
 
     sender = threading.Thread(target=stream_body, daemon=True)
     sender.start()
-    answer = sock.recv(4096)
+    answer = b""
+    while b"byte limit" not in answer:  # status line and body may come in separate segments
+        try:
+            received = sock.recv(4096)
+        except OSError:
+            break
+        if not received:
+            break
+        answer += received
     sock.close()
     sender.join(timeout=30)
     return answer
