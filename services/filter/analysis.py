@@ -23,7 +23,7 @@ from services.common.storage import sha256_hex
 from services.filter.dedup import perceptual_hash
 from services.filter.imaging import DecodeError, decode_image, encode, normalise
 from services.filter.params import FilterOptions
-from services.filter.quality import measure_quality
+from services.filter.quality import MEASURE_SIDE, measure_quality
 from services.filter.text import TextDetector, make_text_detector
 
 MAX_IN_FLIGHT_PER_WORKER = 4
@@ -97,13 +97,18 @@ def analyse_image(
     ).hexdigest()
     analysis.phash = f"{perceptual_hash(image, options.hash_method):016x}"
     clean = normalise(image, options.size, options.mode, options.background)
-    scores = measure_quality(clean)
+    # Sharpness and text are judged at one fixed resolution: a small output size must neither make
+    # every picture look blurry nor shrink a watermark below what OCR can read.
+    measured = (
+        clean if options.size == MEASURE_SIDE else normalise(image, MEASURE_SIDE, options.mode, options.background)
+    )
+    scores = measure_quality(measured)
     analysis.blur, analysis.std, analysis.entropy = (
         round(scores.blur, 3),
         round(scores.std, 3),
         round(scores.entropy, 3),
     )
-    finding = detector.detect(clean)
+    finding = detector.detect(measured)
     analysis.text_words, analysis.text_area, analysis.text_sample = finding.words, finding.area, finding.sample
     encoded, extension, _ = encode(clean, options.output_format, options.jpeg_quality)
     analysis.clean_sha256 = sha256_hex(encoded)

@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from services.filter.analysis import AnalysisConfig, analyse_image
 from services.filter.dedup import group_by_hash, near_pairs, perceptual_hash
 from services.filter.params import FilterOptions
 from services.filter.quality import measure_quality
 from services.filter.text import TesseractDetector
-from tests.filter.fixtures import blurred, colour_shifted, cropped, recompressed, rescaled, scene, with_text
+from tests.filter.fixtures import (
+    blurred,
+    colour_shifted,
+    cropped,
+    encoded,
+    recompressed,
+    rescaled,
+    scene,
+    with_text,
+)
 
 DEFAULTS = FilterOptions()
 VARIANTS = {
@@ -81,3 +92,17 @@ def test_rendered_text_is_found_and_textless_pictures_have_none() -> None:
         assert detector.detect(picture).words == 0
         finding = detector.detect(with_text(picture))
         assert finding.words >= DEFAULTS.text_max_words or finding.area >= DEFAULTS.text_max_area, finding
+
+
+def test_a_small_output_size_judges_blur_and_text_at_full_measuring_resolution(tmp_path: Path) -> None:
+    config = AnalysisConfig(options=FilterOptions(size=64, min_side=64), max_pixels=10**8)
+    detector = TesseractDetector()
+    sharp = analyse_image("sharp", encoded(scene(1)), config, detector, tmp_path)
+    soft = analyse_image("soft", encoded(blurred(scene(1), 3.0)), config, detector, tmp_path)
+    marked = analyse_image("marked", encoded(with_text(scene(2))), config, detector, tmp_path)
+
+    assert sharp.blur is not None and sharp.blur >= DEFAULTS.blur_threshold
+    assert soft.blur is not None and soft.blur < DEFAULTS.blur_threshold
+    assert marked.text_words >= DEFAULTS.text_max_words or marked.text_area >= DEFAULTS.text_max_area
+    with Image.open(tmp_path / (sharp.clean_file or "")) as clean:
+        assert clean.size == (64, 64)
