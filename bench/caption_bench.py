@@ -104,13 +104,13 @@ def bench_device(device: str, args: argparse.Namespace, images: list[Image.Image
     captioner.caption(images[:1], options)  # warm-up: kernels, allocator, lazy init
     dtype_name = str(dtype).removeprefix("torch.")
     reference = images_per_second(captioner, images, 1, options)
-    rows = [(device, dtype_name, "1", f"{reference:.2f}", "1.00 (reference)")]
+    rows = [(device, dtype_name, "1", f"{reference:.3g}", "1.00 (reference)")]
     best = (reference, 1)
     for batch_size in args.batch_sizes:
         rate = images_per_second(captioner, images, batch_size, options)
         best = max(best, (rate, batch_size))
-        rows.append((device, dtype_name, str(batch_size), f"{rate:.2f}", f"{rate / reference:.2f}"))
-    rows.append((device, dtype_name, f"best={best[1]}", f"{best[0]:.2f}", f"{best[0] / reference:.2f}"))
+        rows.append((device, dtype_name, str(batch_size), f"{rate:.3g}", f"{rate / reference:.2f}"))
+    rows.append((device, dtype_name, f"best={best[1]}", f"{best[0]:.3g}", f"{best[0] / reference:.2f}"))
     del captioner, model
     if torch_device.type == "cuda":
         torch.cuda.empty_cache()
