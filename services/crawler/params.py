@@ -23,6 +23,10 @@ class CrawlParams(BaseModel):
         description="Search engines in order; a query that one finds nothing for falls back to the next.",
     )
     limit_per_character: int = Field(50, ge=1, le=10_000, description="Images per character unless it sets `limit`.")
-    urls: list[str] = Field(default_factory=list, max_length=100_000, description="Image URLs to download as well.")
+    urls: list[str] = Field(
+        default_factory=list,
+        max_length=100_000,
+        description="Image URLs to download as well: lines of a .txt list, or of a CSV with a `url` header.",
+    )
     url_list_key: str | None = Field(None, description="Object key of a .txt/.csv URL list (csv: url,character,movie).")
     archive_key: str | None = Field(None, description="Object key of a zip of images to import.")
