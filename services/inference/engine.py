@@ -160,7 +160,7 @@ class Engine:
         """One pipeline call for all `specs` (they share `settings`)."""
         with self._lock:
             self.use_loras(settings.loras)
-            self.pipeline.scheduler = self._scheduler(settings.sampler)
+            self.pipeline.scheduler = self.scheduler_for(settings.sampler)
             generators = [torch.Generator("cpu").manual_seed(spec.seed) for spec in specs]
             self.progress = RenderProgress(0, settings.steps, len(specs), time.monotonic())
 
@@ -220,7 +220,7 @@ class Engine:
         self._adapters[lora_id] = name
         return name
 
-    def _scheduler(self, sampler: str) -> Any:
+    def scheduler_for(self, sampler: str) -> Any:
         if sampler not in self._schedulers:
             import diffusers
 
