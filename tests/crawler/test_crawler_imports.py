@@ -164,7 +164,9 @@ def app() -> typer.Typer:
 def test_crawl_command_locally_into_a_folder_and_resumes(
     app: typer.Typer, hosts: MisbehavingServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    hosts.routes.update({"/a.png": image(png_bytes()), "/b.jpg": image(jpeg_bytes()), "/c.png": image(png_bytes())})
+    hosts.routes.update(
+        {"/a.png": image(png_bytes()), "/b.jpg": image(jpeg_bytes()), "/c.png": image(png_bytes((0, 9, 0)))}
+    )
 
     class Search:
         name = "bing"
@@ -177,7 +179,10 @@ def test_crawl_command_locally_into_a_folder_and_resumes(
     urls.write_text(
         f"url,character,movie\n{hosts.url('/a.png')},Kiki,Kiki's Delivery Service\n{hosts.url('/c.png')},,\n"
     )
-    archive = make_zip(tmp_path / "more.zip", {"x.png": png_bytes((5, 5, 5)), "../y.png": png_bytes()})
+    # the zip is read after the downloads: its copy of a.png is the duplicate
+    archive = make_zip(
+        tmp_path / "more.zip", {"copy-of-a.png": png_bytes(), "x.png": png_bytes((5, 5, 5)), "../y.png": png_bytes()}
+    )
     characters = tmp_path / "characters.yaml"
     characters.write_text("characters:\n  - {character: Jiji, movie: Kiki's Delivery Service, limit: 1}\n")
     out = tmp_path / "out"
@@ -187,13 +192,13 @@ def test_crawl_command_locally_into_a_folder_and_resumes(
     first = CliRunner().invoke(app, arguments)
     assert first.exit_code == 0, first.output
     summary = json.loads(first.stdout[first.stdout.index("{") :])
-    assert (summary["downloaded"], summary["duplicates"], summary["rejected"]) == (3, 1, 1)
-    assert sorted(path.parent.name for path in out.glob("*/*.*")) == ["Jiji", "Kiki", "unsorted"]
+    assert (summary["downloaded"], summary["duplicates"], summary["rejected"]) == (4, 1, 1)
+    assert sorted(path.parent.name for path in out.glob("*/*.*")) == ["Jiji", "Kiki", "unsorted", "unsorted"]
     second = CliRunner().invoke(app, arguments)
     summary = json.loads(second.stdout[second.stdout.index("{") :])
-    assert (summary["downloaded"], summary["skipped"]) == (0, 5)
+    assert (summary["downloaded"], summary["skipped"]) == (0, 6)
     lines = (out / "manifest.jsonl").read_text().splitlines()
-    assert len(lines) == 5
+    assert len(lines) == 6
 
 
 def test_crawl_command_rejects_bad_input_clearly(app: typer.Typer, tmp_path: Path) -> None:
