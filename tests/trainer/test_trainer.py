@@ -170,7 +170,7 @@ def test_cache_and_options_reproduce_the_uncached_loss_curve(
         "lr_scheduler": "cosine",
         "lr_warmup_steps": 1,
     }
-    curves = []
+    curves, weights = [], []
     for cache_latents, gradient_checkpointing in ((True, False), (False, True)):
         params = tiny_params(cache_latents=cache_latents, gradient_checkpointing=gradient_checkpointing, **options)
         with_events = RecordedEvents()
@@ -184,7 +184,11 @@ def test_cache_and_options_reproduce_the_uncached_loss_curve(
         outcome = train(spec, with_events)
         assert outcome.steps == 3  # 4 images / (batch 2 × accumulation 2) = 1 step per epoch
         curves.append(json.loads(outcome.loss_curve_json.read_text()))
+        weights.append(load_file(str(outcome.diffusers_path)))
     assert [point["step"] for point in curves[0]] == [1, 2, 3]
+    assert all(weights[1][key].abs().max() > 0 for key in weights[1] if ".lora.up." in key)
+    for key in weights[0]:  # gradients flow through the checkpointed UNet exactly as without it
+        torch.testing.assert_close(weights[1][key], weights[0][key], rtol=1e-3, atol=1e-6)
     for cached, uncached in zip(*curves, strict=True):
         assert cached["loss"] == pytest.approx(uncached["loss"], rel=1e-4)
         assert cached["lr"] == pytest.approx(uncached["lr"])
