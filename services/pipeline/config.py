@@ -11,6 +11,8 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from services.common import registry
 from services.common.datasets import Character
 
+DEFAULT_SAMPLE_PROMPT = "a girl in a summer dress standing in a green meadow under a blue sky, studio ghibli style"
+
 
 class DatasetSpec(BaseModel):
     id: str | None = Field(None, description="Reuse an existing dataset instead of creating one.")
@@ -45,7 +47,9 @@ class PipelineConfig(BaseModel):
     filter: dict[str, Any] | None = Field(default_factory=dict)
     caption: dict[str, Any] | None = Field(default_factory=dict)
     train: dict[str, Any] | None = Field(default_factory=dict)
-    sample: dict[str, Any] | None = Field(default_factory=dict)
+    sample: dict[str, Any] | None = Field(
+        default_factory=lambda: {"prompt": DEFAULT_SAMPLE_PROMPT, "seeds": [1, 2, 3, 4], "compare_base": True}
+    )
 
     def active_stages(self) -> list[Stage]:
         return [stage for stage in STAGES if getattr(self, stage.name) is not None]

@@ -24,8 +24,9 @@ def test_report_shows_counts_drops_captions_loss_and_grids(local_store: ObjectSt
     store = local_store
     characters = [Character(character="Kiki", movie="Kiki's Delivery Service")]
     dataset = DatasetRepository(store).create("demo", characters)
+    datasets = DatasetRepository(store)
     raw = [
-        DatasetRepository(store).add_raw_image(dataset.id, png_bytes((n * 40, 90, 30)), f"demo:{n}", character="Kiki")
+        datasets.add_raw_image(dataset.id, png_bytes((n * 40, 90, 30)), f"demo:{n}", character="Kiki")[0]
         for n in range(3)
     ]
     clean_key = store.put_bytes("images/clean/ab/ab.png", png_bytes((1, 2, 3)), "image/png")
@@ -58,7 +59,7 @@ def test_report_shows_counts_drops_captions_loss_and_grids(local_store: ObjectSt
         "train": {"lora_id": "l1", "loss_curve": "loras/l1/loss.json", "validation": [grid_key]},
         "sample": {"grid": grid_key, "comparison": grid_key},
     }
-    config = PipelineConfig(name="demo", crawl=None, filter={}, caption={}, train={}, sample={})
+    config = PipelineConfig(name="demo", crawl=None, sample={"prompt": "a meadow", "compare_base": True})
     record = PipelineRepository(store).create(config, dataset.id)
     for stage in config.active_stages():
         record.stages[stage.name] = StageRun(
@@ -75,7 +76,7 @@ def test_report_shows_counts_drops_captions_loss_and_grids(local_store: ObjectSt
     assert 'aria-label="loss curve"' in page
     assert "step-10.png" in page and "Base model vs LoRA" in page
     # Self-contained: every picture is inlined, nothing is fetched from elsewhere.
-    assert len(re.findall(r'src="data:image/png;base64,', page)) >= 6
+    assert len(re.findall(r'src="data:image/png;base64,', page)) == 5  # 2 drops, 1 caption, 2 grids
     assert 'src="http' not in page
 
 
