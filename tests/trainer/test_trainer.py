@@ -24,7 +24,7 @@ from services.common.jobs import JobCanceledError, JobRepository, JobState
 from services.common.loras import LoraRepository
 from services.common.runner import execute_job
 from services.common.settings import Settings
-from services.common.storage import ObjectStore
+from services.common.storage import ObjectStore, make_store
 from services.trainer.cli import register
 from services.trainer.core import (
     LatentSource,
@@ -209,7 +209,7 @@ def save_then_hang(self, step, path):
     time.sleep(600)  # the test SIGKILLs the worker here, right after its first checkpoint reached the store
 
 tasks.CheckpointStore.save = save_then_hang
-settings = Settings(_env_file=None, data_dir=Path(sys.argv[2]))
+settings = Settings(_env_file=None)  # store and data dir from the GHIBLI_* environment the test sets
 execute_job(sys.argv[1], make_store(settings), settings)
 """
 
@@ -218,74 +218,78 @@ def _weights(store: ObjectStore, key: str, tmp_path: Path) -> dict[str, torch.Te
     return load_file(str(store.download(key, tmp_path / key.replace("/", "_"))))
 
 
+@pytest.mark.parametrize("backend", ["local", "s3"])
 def test_sigkilled_job_resumes_from_its_checkpoint_with_identical_result(
-    local_settings: Settings, local_store: ObjectStore, tiny_sd_path: Path, tmp_path: Path
+    backend: str, request: pytest.FixtureRequest, tiny_sd_path: Path, tmp_path: Path
 ) -> None:
-    dataset_id = store_captioned_dataset(local_store)
+    settings: Settings = request.getfixturevalue(f"{backend}_settings")
+    store = make_store(settings)
+    dataset_id = store_captioned_dataset(store)
     params = tiny_params(
         dataset_id=dataset_id, base_model=str(tiny_sd_path), max_steps=6, checkpoint_every=2, validation_every=2
     ).model_dump(exclude_unset=True)
-    jobs = JobRepository(local_store)
+    jobs = JobRepository(store)
     job = jobs.create("train", params)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    worker = subprocess.Popen(
-        [sys.executable, "-c", CRASHING_WORKER, job.id, str(local_settings.data_dir)], env=env, cwd=ROOT
-    )
+    env |= {"GHIBLI_DATA_DIR": str(settings.data_dir), "GHIBLI_S3_BUCKET": settings.s3_bucket}
+    env |= {"GHIBLI_S3_ENDPOINT": settings.s3_endpoint} if settings.s3_endpoint else {}
+    worker = subprocess.Popen([sys.executable, "-c", CRASHING_WORKER, job.id], env=env, cwd=ROOT)
     latest = f"jobs/{job.id}/checkpoints/latest.json"
     deadline = time.monotonic() + 120
-    while not local_store.exists(latest):
+    while not store.exists(latest):
         assert worker.poll() is None, "the worker exited before its first checkpoint"
         assert time.monotonic() < deadline, "no checkpoint within 120 s"
         time.sleep(0.1)
     os.kill(worker.pid, signal.SIGKILL)
     worker.wait()
     assert jobs.get(job.id).state == JobState.running
-    assert local_store.get_json(latest)["step"] == 2
+    assert store.get_json(latest)["step"] == 2
 
-    resumed = execute_job(job.id, local_store, local_settings)  # the broker redelivers the job
+    resumed = execute_job(job.id, store, settings)  # the broker redelivers the job
     assert resumed.state == JobState.succeeded, resumed.error
     result = resumed.result
     assert result["resumed_from_step"] == 2 and result["steps"] == 6
     assert [key.rsplit("/", 1)[-1] for key in result["validation"]] == [f"step-0000000{n}.png" for n in (2, 4, 6)]
-    curve = local_store.get_json(result["loss_curve"])
+    curve = store.get_json(result["loss_curve"])
     assert [point["step"] for point in curve] == [1, 2, 3, 4, 5, 6]
-    record = LoraRepository(local_store).get(result["lora_id"])
+    record = LoraRepository(store).get(result["lora_id"])
     assert (record.diffusers_key, record.kohya_key, record.rank, record.steps) == (
         result["diffusers"],
         result["kohya"],
         4,
         6,
     )
-    assert list(local_store.list(f"jobs/{job.id}/checkpoints/")) == []
+    assert list(store.list(f"jobs/{job.id}/checkpoints/")) == []
 
-    uninterrupted = execute_job(jobs.create("train", params).id, local_store, local_settings)
+    uninterrupted = execute_job(jobs.create("train", params).id, store, settings)
     assert uninterrupted.result["resumed_from_step"] == 0
     for fmt in ("diffusers", "kohya"):
-        expected = _weights(local_store, uninterrupted.result[fmt], tmp_path)
-        actual = _weights(local_store, result[fmt], tmp_path)
+        expected = _weights(store, uninterrupted.result[fmt], tmp_path)
+        actual = _weights(store, result[fmt], tmp_path)
         assert expected.keys() == actual.keys()
         for key in expected:
             torch.testing.assert_close(actual[key], expected[key], rtol=0, atol=0)
-    assert local_store.get_json(uninterrupted.result["loss_curve"]) == curve
+    assert store.get_json(uninterrupted.result["loss_curve"]) == curve
 
 
 def test_bad_configs_fail_fast_with_clear_messages(local_settings: Settings, local_store: ObjectStore) -> None:
+    store = local_store
     with pytest.raises(ValidationError, match="rank"):
         TrainParams(dataset_id="d", rank=0)
     with pytest.raises(ValidationError, match="multiple of 8"):
         TrainParams(dataset_id="d", resolution=500)
-    jobs = JobRepository(local_store)
+    jobs = JobRepository(store)
 
     def failure(dataset_id: str) -> str:
-        job = execute_job(jobs.create("train", {"dataset_id": dataset_id}).id, local_store, local_settings)
+        job = execute_job(jobs.create("train", {"dataset_id": dataset_id}).id, store, local_settings)
         assert job.state == JobState.failed
         return job.error or ""
 
     assert "dataset 'ds-missing' does not exist" in failure("ds-missing")
-    uncaptioned = store_captioned_dataset(local_store)
-    local_store.delete(f"datasets/{uncaptioned}/captions/captions.json")
+    uncaptioned = store_captioned_dataset(store)
+    store.delete(f"datasets/{uncaptioned}/captions/captions.json")
     assert "has no captions; run the caption job first" in failure(uncaptioned)
-    blank = store_captioned_dataset(local_store, captions=["a cat", " ", "a dog", ""])
+    blank = store_captioned_dataset(store, captions=["a cat", " ", "a dog", ""])
     assert "2 unusable entries: entry 2 (images/" in failure(blank) and "empty caption" in failure(blank)
 
 
