@@ -72,7 +72,7 @@ async def _crawl_locally(
             limits: dict[str, int | None] = {item.character: item.limit or limit for item in characters}
             await ingest_urls(found + urls, limits, fetcher, sink, manifest, tally, show, settings.concurrency)
         for origin, prefix, entries in imports:
-            await ingest_entries(entries, origin, prefix, sink, manifest, tally, show)
+            await ingest_entries(entries, origin, prefix, sink, manifest, tally, show, characters)
     finally:
         manifest_path = manifest.close()
         typer.echo("", err=True)

@@ -261,6 +261,10 @@ async def ingest_urls(
     return tally
 
 
+def _folder_key(name: str) -> str:
+    return " ".join(name.replace("_", " ").replace("-", " ").casefold().split())
+
+
 async def ingest_entries(
     entries: Iterable[Entry],
     origin: str,
@@ -269,12 +273,25 @@ async def ingest_entries(
     manifest: Manifest,
     tally: Tally,
     on_progress: ProgressCallback,
-    character: str | None = None,
-    movie: str | None = None,
+    characters: Iterable[Character] = (),
 ) -> Tally:
-    """Folder or zip entries into the sink; `prefix` makes each entry's manifest URL (`zip:<file>/<name>`)."""
+    """Folder or zip entries into the sink; `prefix` makes each entry's manifest URL (`zip:<file>/<name>`).
+
+    An entry under a folder named after a character (`Kiki/001.png`, `howl_pendragon/x.jpg`) is
+    attributed to that character and film, so per-character counts and caps work for imports too.
+    """
+    by_folder = {
+        _folder_key(name): character for character in characters for name in [character.character, *character.aliases]
+    }
     for entry in entries:
-        candidate = Candidate(url=f"{prefix}{entry.name}", origin=origin, character=character, movie=movie)
+        top_folder = entry.name.split("/", 1)[0] if "/" in entry.name else ""
+        character = by_folder.get(_folder_key(top_folder))
+        candidate = Candidate(
+            url=f"{prefix}{entry.name}",
+            origin=origin,
+            character=character.character if character else None,
+            movie=character.movie if character else None,
+        )
         tally.total += 1
         if candidate.url in manifest.done:
             tally.add(candidate.group, "skipped")

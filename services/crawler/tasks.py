@@ -98,6 +98,7 @@ async def _crawl(ctx: JobContext, params: CrawlParams, settings: CrawlerSettings
                 manifest,
                 tally,
                 lambda current: _report(ctx, current),
+                characters,
             )
     finally:
         manifest_key = manifest.close()

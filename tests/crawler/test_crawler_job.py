@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -179,3 +182,31 @@ def test_crawl_job_fails_clearly_when_no_search_finds_anything(
     finished = execute_job(job.id, local_store, Settings(_env_file=None, data_dir=tmp_path / "data"))
     assert finished.state == JobState.failed
     assert 'bing "Kiki from Kiki\'s Delivery Service Studio Ghibli": no image URLs found' in (finished.error or "")
+
+
+def test_zip_import_attributes_images_to_the_character_folder_they_are_in(
+    local_store: ObjectStore, tmp_path: Path
+) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("Kiki/a.png", png_bytes((10, 20, 30)))
+        archive.writestr("wizard_howl/b.png", png_bytes((40, 50, 60)))  # an alias, folder-style spelling
+        archive.writestr("loose.png", png_bytes((70, 80, 90)))
+    archive_key, _ = local_store.put_content_addressed("uploads", buffer.getvalue(), "zip", "application/zip")
+    dataset = DatasetRepository(local_store).create("ghibli", [KIKI, HOWL])
+    job = JobRepository(local_store).create(
+        "crawl", {"dataset_id": dataset.id, "search": False, "archive_key": archive_key}
+    )
+
+    finished = execute_job(job.id, local_store, Settings(_env_file=None, data_dir=tmp_path / "data"))
+
+    assert finished.state == JobState.succeeded, finished.error
+    attributed = {
+        image.source.rsplit("/", 1)[-1]: (image.character, image.movie)
+        for image in DatasetRepository(local_store).raw_images(dataset.id)
+    }
+    assert attributed == {
+        "a.png": ("Kiki", "Kiki's Delivery Service"),
+        "b.png": ("Howl Jenkins Pendragon", "Howl's Moving Castle"),
+        "loose.png": (None, None),
+    }
