@@ -50,6 +50,10 @@ def inspect_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[st
                 if width * height > max_pixels:
                     raise ImageRejectedError(f"image of {width}x{height} exceeds the {max_pixels} pixel cap")
                 image.verify()
+            # verify() checks structure only; a truncated JPEG passes it. Decoding the first frame
+            # catches that before a broken file is stored and reaches the later stages.
+            with Image.open(io.BytesIO(data)) as image:
+                image.load()
     except ImageRejectedError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:

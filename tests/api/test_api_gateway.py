@@ -23,6 +23,16 @@ def test_readiness_reports_an_unreachable_redis(api_settings: Settings) -> None:
     assert response.json()["checks"]["store"] == "ok" and "Connection" in response.json()["checks"]["queue"]
 
 
+def _truncated_jpeg() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.radial_gradient("L").convert("RGB").save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()[: buffer.tell() * 2 // 3]
+
+
 def test_dataset_upload_accepts_images_and_rejects_the_rest_with_reasons(client: TestClient) -> None:
     dataset = client.post(
         "/v1/datasets",
@@ -34,10 +44,12 @@ def test_dataset_upload_accepts_images_and_rejects_the_rest_with_reasons(client:
         ("files", ("again.png", image, "image/png")),
         ("files", ("page.jpg", b"<html>not an image</html>", "image/jpeg")),
         ("files", ("cut.png", image[: len(image) // 2], "image/png")),
+        ("files", ("cut.jpg", _truncated_jpeg(), "image/jpeg")),  # passes Pillow's verify(), fails decoding
     ]
     outcomes = client.post(f"/v1/datasets/{dataset['id']}/images", files=files).json()
-    assert [outcome["status"] for outcome in outcomes] == ["added", "duplicate", "rejected", "rejected"]
+    assert [outcome["status"] for outcome in outcomes] == ["added", "duplicate", "rejected", "rejected", "rejected"]
     assert "not an image" in outcomes[2]["reason"] and "corrupt or truncated" in outcomes[3]["reason"]
+    assert "corrupt or truncated" in outcomes[4]["reason"]
     assert client.get(f"/v1/datasets/{dataset['id']}").json()["raw_images"] == 1
 
 
