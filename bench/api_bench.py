@@ -100,9 +100,19 @@ def main() -> None:
         "GHIBLI_REDIS_URL": redis_url,
     }
     api = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "services.api.app:create_app", "--port", str(api_port),
-         "--log-level", "warning"],
-        env=env, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "services.api.app:create_app",
+            "--port",
+            str(api_port),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        cwd=ROOT,
     )
     url = f"http://127.0.0.1:{api_port}"
     try:
