@@ -12,6 +12,7 @@ from services.captioner.params import CaptionParams
 from services.captioner.settings import CaptionerSettings
 from services.common.datasets import DatasetRepository
 from services.common.jobs import JobContext
+from services.common.metrics import IMAGES_PROCESSED
 from services.common.storage import ObjectNotFoundError
 
 if TYPE_CHECKING:
@@ -71,6 +72,7 @@ def run_caption(ctx: JobContext) -> dict[str, Any]:
     )
     ctx.progress(len(items), len(items) + 1, "writing exports", force=True)
     keys = catalog.publish(outcome.entries, rules, lambda entry: store.get_bytes(entry.image_key))
+    IMAGES_PROCESSED.labels("caption").inc(outcome.captioned_now)
     return {
         **keys,
         "count": len(outcome.entries),

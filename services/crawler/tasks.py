@@ -8,6 +8,7 @@ from typing import Any
 
 from services.common.datasets import Character, DatasetRepository
 from services.common.jobs import JobContext
+from services.common.metrics import IMAGES_PROCESSED
 from services.crawler.archives import iter_zip
 from services.crawler.crawl import SearchOutcome, Tally, discover, ingest_entries, ingest_urls
 from services.crawler.fetcher import Fetcher
@@ -103,4 +104,5 @@ async def _crawl(ctx: JobContext, params: CrawlParams, settings: CrawlerSettings
     finally:
         manifest_key = manifest.close()
     _report(ctx, tally)
+    IMAGES_PROCESSED.labels("crawl").inc(tally.counts["ok"])
     return {"manifest": manifest_key, **tally.summary(), "searches": [asdict(item) for item in searches]}

@@ -21,8 +21,10 @@ from fastapi import FastAPI, Header, HTTPException, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, Response
 from PIL import Image, UnidentifiedImageError
+from prometheus_client import make_asgi_app
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from services.common.metrics import HttpMetricsMiddleware
 from services.common.settings import Settings
 from services.common.storage import ObjectStore, make_store
 from services.inference.a1111 import PromptError, extract_lora_tags, parse_parameters
@@ -119,6 +121,8 @@ def create_app(
         service.batcher.close()
 
     app = FastAPI(title="ghibli-lora inference", version="0.1.0", lifespan=lifespan)
+    app.add_middleware(HttpMetricsMiddleware)
+    app.mount("/metrics", make_asgi_app())
 
     def running() -> _Service:
         if service is None:

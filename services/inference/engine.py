@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from services.common.loras import LoraRecord, LoraRepository
+from services.common.metrics import IMAGES_PROCESSED
 from services.common.storage import InvalidKeyError, ObjectNotFoundError, ObjectStore
 from services.inference.samplers import SAMPLERS
 from services.inference.settings import InferenceSettings
@@ -186,6 +187,7 @@ class Engine:
             finally:
                 self.progress = RenderProgress()
                 self.render_calls += 1
+            IMAGES_PROCESSED.labels("inference").inc(len(output.images))
             return list(output.images)
 
     def use_loras(self, loras: tuple[tuple[str, float], ...]) -> None:

@@ -216,3 +216,10 @@ def test_app_loads_its_model_from_settings(tmp_path: Path, inference_settings: I
     with TestClient(app) as client:
         answer = client.post("/sdapi/v1/txt2img", json={"prompt": "a cat", "seed": 3, **SMALL})
     assert answer.status_code == 200 and len(answer.json()["images"]) == 1
+
+
+def test_metrics_count_requests_and_generated_images(url: str) -> None:
+    assert httpx.post(f"{url}/v1/generate", json={"prompt": "a meadow", **SMALL}, timeout=120).is_success
+    metrics = httpx.get(f"{url}/metrics/").text
+    assert 'ghibli_images_processed_total{stage="inference"}' in metrics
+    assert 'ghibli_http_request_duration_seconds_count{method="POST",route="/v1/generate",status="200"}' in metrics
