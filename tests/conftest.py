@@ -82,3 +82,11 @@ def tiny_sd_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from services.common.tiny_models import build_tiny_sd
 
     return build_tiny_sd(tmp_path_factory.mktemp("models") / "tiny-sd")
+
+
+@pytest.fixture(scope="session")
+def demo_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny SD and BLIP folders, as the offline demo builds them."""
+    from services.pipeline.demo import build_demo_models
+
+    return build_demo_models(tmp_path_factory.mktemp("demo-models"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import socket
 
+import numpy as np
 from PIL import Image
 
 
@@ -18,3 +19,16 @@ def png_bytes(color: tuple[int, int, int] = (200, 80, 40), size: tuple[int, int]
     buffer = io.BytesIO()
     Image.new("RGB", size, color).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def distinct_images(count: int) -> list[bytes]:
+    """Noise images: sharp, textless and far apart in perceptual hash, so the filter keeps them all."""
+    generator = np.random.default_rng(7)
+    images = []
+    for _ in range(count):
+        pixels = generator.integers(0, 256, size=(24, 24, 3), dtype=np.uint8)
+        image = Image.fromarray(pixels).resize((600, 600), Image.Resampling.NEAREST)
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        images.append(buffer.getvalue())
+    return images

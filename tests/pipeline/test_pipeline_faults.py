@@ -23,7 +23,7 @@ import yaml
 from services.common import registry
 from services.common.settings import Settings
 from services.common.storage import S3Store
-from services.pipeline.demo import MODEL_SETTINGS, build_demo_models
+from services.pipeline.demo import MODEL_SETTINGS
 from services.pipeline.demo_images import generate_demo_images
 from tests.processes import wait_until
 from tests.support import free_port
@@ -78,11 +78,6 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
 @pytest.fixture
 def broker_url(private_redis: PrivateRedis) -> str:
     return private_redis.url
-
-
-@pytest.fixture(scope="session")
-def demo_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return build_demo_models(tmp_path_factory.mktemp("demo-models"))
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import signal
 import time
@@ -10,26 +9,12 @@ from collections.abc import Callable
 from subprocess import Popen
 
 import httpx
-import numpy as np
 from minio import Minio
-from PIL import Image
 
 from services.common.settings import Settings
+from tests.support import distinct_images
 
 IMAGE_COUNT = 60
-
-
-def _distinct_images(count: int) -> list[bytes]:
-    """Noise images: sharp, textless and far apart in perceptual hash, so the filter keeps them all."""
-    generator = np.random.default_rng(7)
-    images = []
-    for _ in range(count):
-        pixels = generator.integers(0, 256, size=(24, 24, 3), dtype=np.uint8)
-        image = Image.fromarray(pixels).resize((600, 600), Image.Resampling.NEAREST)
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        images.append(buffer.getvalue())
-    return images
 
 
 def _upload_dataset(api_url: str, images: list[bytes]) -> str:
@@ -61,7 +46,7 @@ def _bucket(settings: Settings) -> tuple[Minio, str]:
 def test_job_over_http_runs_on_a_worker_process_and_lands_in_s3(
     api_url: str, start_worker: Callable[[str], Popen[bytes]], s3_settings: Settings
 ) -> None:
-    dataset_id = _upload_dataset(api_url, _distinct_images(6))
+    dataset_id = _upload_dataset(api_url, distinct_images(6))
     accepted = httpx.post(f"{api_url}/v1/jobs/filter", json={"dataset_id": dataset_id})
     assert accepted.status_code == 202
     job_id = accepted.json()["job_id"]
@@ -80,7 +65,7 @@ def test_job_over_http_runs_on_a_worker_process_and_lands_in_s3(
 def test_a_sigkilled_worker_leaves_the_job_to_be_redelivered_and_finished(
     api_url: str, start_worker: Callable[[str], Popen[bytes]], s3_settings: Settings
 ) -> None:
-    dataset_id = _upload_dataset(api_url, _distinct_images(IMAGE_COUNT))
+    dataset_id = _upload_dataset(api_url, distinct_images(IMAGE_COUNT))
     job_id = httpx.post(f"{api_url}/v1/jobs/filter", json={"dataset_id": dataset_id}).json()["job_id"]
 
     doomed = start_worker("filter")

@@ -134,6 +134,7 @@ document.getElementById("generate-form").addEventListener("submit", async (event
   const request = {
     prompt: form.get("prompt"), negative_prompt: form.get("negative_prompt"),
     steps: Number(form.get("steps")), seeds: [Number(form.get("seed"))],
+    width: Number(form.get("width")), height: Number(form.get("height")),
     loras: form.get("lora_id") ? [{ id: form.get("lora_id"), scale: Number(form.get("lora_scale")) }] : [],
   };
   try {
