@@ -1,6 +1,6 @@
 """Job-submission latency and throughput of the gateway on loopback.
 
-Starts an S3 server (moto), uses Redis (GHIBLI_BENCH_REDIS_URL, default db 14 on 127.0.0.1) and
+Starts an S3 server (moto, in its own process), uses Redis (GHIBLI_BENCH_REDIS_URL, default db 14 on 127.0.0.1) and
 runs the API under uvicorn, then sends `POST /v1/jobs/filter` at a fixed rate (open loop: requests
 are sent on schedule whether or not earlier ones finished). The reference row is `GET /healthz`
 at the same rate in the same run: the floor set by uvicorn, HTTP and the client.
@@ -85,13 +85,16 @@ def main() -> None:
     args = parser.parse_args()
 
     import redis
-    from moto.server import ThreadedMotoServer
 
     redis_url = os.environ.get("GHIBLI_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
     redis.Redis.from_url(redis_url).flushdb()
     s3_port, api_port = free_port(), free_port()
-    s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=s3_port, verbose=False)
-    s3.start()
+    # Its own process: in this one it would compete with the load generator for the GIL.
+    s3 = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -125,9 +128,9 @@ def main() -> None:
             _open_loop(url, "POST", "/v1/jobs/filter", {"dataset_id": dataset_id}, args.rate, args.seconds)
         )
     finally:
-        api.terminate()
-        api.wait(timeout=10)
-        s3.stop()
+        for process in (api, s3):
+            process.terminate()
+            process.wait(timeout=10)
         redis.Redis.from_url(redis_url).flushdb()
 
     print(f"\nopen loop at {args.rate:.0f} requests/s for {args.seconds:.0f} s, API on loopback (uvicorn, 1 process)\n")
