@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from services.common import registry
+from services.common.cli_options import ApiOption, TokenOption
 from services.common.client import ApiClient
 from services.common.jobs import JobRepository, JobState
 from services.common.settings import Settings
@@ -21,9 +22,6 @@ from services.common.storage import make_store
 app = typer.Typer(help="Crawl, filter, caption, train and serve Studio Ghibli-style SD1.5 LoRAs.", no_args_is_help=True)
 jobs_app = typer.Typer(help="List, show and cancel jobs (embedded store, or a running API with --api).")
 app.add_typer(jobs_app, name="jobs")
-
-ApiOption = Annotated[str | None, typer.Option("--api", help="Base URL of a running gateway API.")]
-TokenOption = Annotated[str | None, typer.Option("--token", envvar="GHIBLI_API_TOKEN", help="Bearer token.")]
 
 
 @app.command()

@@ -15,6 +15,7 @@ from services.captioner.catalog import CaptionCatalog
 from services.captioner.exports import CaptionEntry
 from services.captioner.params import CaptionParams
 from services.captioner.settings import CaptionerSettings
+from services.common.cli_options import ApiOption, DatasetOption, TokenOption
 from services.common.client import ApiClient
 from services.common.storage import LocalStore, sha256_hex
 
@@ -94,9 +95,9 @@ def register(app: typer.Typer) -> None:
     def caption_command(
         source: Annotated[Path | None, typer.Argument(help="Folder of images, or a `filter` output folder.")] = None,
         output: Annotated[Path | None, typer.Argument(help="Folder for captions and exports.")] = None,
-        api: Annotated[str | None, typer.Option("--api", help="Submit a caption job to this gateway API.")] = None,
-        dataset: Annotated[str | None, typer.Option("--dataset", help="Dataset id (with --api).")] = None,
-        token: Annotated[str | None, typer.Option("--token", envvar="GHIBLI_API_TOKEN")] = None,
+        api: ApiOption = None,
+        dataset: DatasetOption = None,
+        token: TokenOption = None,
         trigger: Annotated[str | None, typer.Option(help="Token put first in every caption.")] = None,
         style_suffix: Annotated[
             str | None, typer.Option(help="Appended to every caption, e.g. 'in Ghibli style'.")

@@ -12,6 +12,7 @@ import typer
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
+from services.common.cli_options import ApiOption, TokenOption
 from services.common.client import ApiClient, ApiError
 from services.common.datasets import Character
 from services.crawler.archives import ArchiveError, Entry, iter_folder, iter_zip
@@ -124,8 +125,8 @@ def crawl(
     out: Annotated[
         Path, typer.Option(help="Local output folder (<character>/<sha256>.<ext> + manifest.jsonl).")
     ] = Path("crawl-out"),
-    api: Annotated[str | None, typer.Option("--api", help="Crawl into a dataset on a running gateway API.")] = None,
-    token: Annotated[str | None, typer.Option("--token", envvar="GHIBLI_API_TOKEN", help="Bearer token.")] = None,
+    api: ApiOption = None,
+    token: TokenOption = None,
     dataset: Annotated[str | None, typer.Option(help="With --api: add to this dataset instead of a new one.")] = None,
     name: Annotated[str, typer.Option(help="With --api: name of the new dataset.")] = "ghibli",
 ) -> None:

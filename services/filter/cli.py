@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from services.common.cli_options import ApiOption, DatasetOption, TokenOption
 from services.common.client import ApiClient
 from services.common.storage import sha256_hex
 from services.filter.params import FilterOptions
@@ -66,9 +67,9 @@ def register(app: typer.Typer) -> None:
     def filter_command(
         source: Annotated[Path | None, typer.Argument(help="Folder of images (sub-folders name characters).")] = None,
         output: Annotated[Path | None, typer.Argument(help="Folder for clean images and the report.")] = None,
-        api: Annotated[str | None, typer.Option("--api", help="Submit a filter job to this gateway API.")] = None,
-        dataset: Annotated[str | None, typer.Option("--dataset", help="Dataset id (with --api).")] = None,
-        token: Annotated[str | None, typer.Option("--token", envvar="GHIBLI_API_TOKEN")] = None,
+        api: ApiOption = None,
+        dataset: DatasetOption = None,
+        token: TokenOption = None,
         size: int = 512,
         mode: Annotated[str, typer.Option(help="center-crop, pad or resize.")] = "center-crop",
         min_side: int = 256,

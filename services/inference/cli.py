@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
+from services.common.cli_options import ApiOption, TokenOption
 from services.common.client import ApiClient
 from services.common.jobs import JobRepository
 from services.common.runner import execute_job
@@ -37,8 +38,8 @@ def generate(
     sampler: str = DEFAULT_SAMPLER,
     compare_base: Annotated[bool, typer.Option(help="Also write a base-vs-LoRA comparison grid.")] = False,
     out: Annotated[Path, typer.Option(help="Folder for the PNGs.")] = Path("generated"),
-    api: Annotated[str | None, typer.Option("--api", help="Submit to a running gateway API instead.")] = None,
-    token: Annotated[str | None, typer.Option("--token", envvar="GHIBLI_API_TOKEN", help="Bearer token.")] = None,
+    api: ApiOption = None,
+    token: TokenOption = None,
 ) -> None:
     """Generate images with the base model and trained LoRAs."""
     try:

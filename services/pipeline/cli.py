@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from tqdm import tqdm
 
+from services.common.cli_options import ApiOption, TokenOption
 from services.common.client import ApiClient
 from services.common.jobs import Job, JobRepository
 from services.common.runner import execute_job
@@ -21,9 +22,6 @@ from services.pipeline.launch import resume_pipeline, start_pipeline
 from services.pipeline.records import PipelineRepository
 
 pipeline_app = typer.Typer(help="Crawl → filter → caption → train → sample, as one watched, resumable run.")
-
-ApiOption = Annotated[str | None, typer.Option("--api", help="Submit to a running gateway API instead.")]
-TokenOption = Annotated[str | None, typer.Option("--token", envvar="GHIBLI_API_TOKEN", help="Bearer token.")]
 
 
 class _ForegroundQueue:
