@@ -39,6 +39,9 @@ class ApiClient:
     def create_pipeline(self, config: dict[str, Any]) -> dict[str, Any]:
         return self._call("POST", "/v1/pipelines", json=config)
 
+    def stop_pipeline(self, pipeline_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/v1/pipelines/{pipeline_id}/stop")
+
     def job(self, job_id: str) -> dict[str, Any]:
         return self._call("GET", f"/v1/jobs/{job_id}")
 

@@ -18,7 +18,7 @@ from services.common.settings import Settings
 from services.common.storage import LocalStore, ObjectStore, make_store
 from services.pipeline.config import PipelineConfig, load_config
 from services.pipeline.demo import prepare_demo
-from services.pipeline.launch import resume_pipeline, start_pipeline
+from services.pipeline.launch import resume_pipeline, start_pipeline, stop_pipeline
 from services.pipeline.records import PipelineRepository
 
 pipeline_app = typer.Typer(help="Crawl → filter → caption → train → sample, as one watched, resumable run.")
@@ -109,6 +109,16 @@ def resume(pipeline_id: str) -> None:
     store = make_store(settings)
     _, job = resume_pipeline(pipeline_id, store, _ForegroundQueue())
     _finish(_run_with_progress(job.id, store, settings), store)
+
+
+@pipeline_app.command("stop")
+def stop(pipeline_id: str, api: ApiOption = None, token: TokenOption = None) -> None:
+    """Cancel the running stage and the run; `resume` continues from the stage that was stopped."""
+    if api:
+        ApiClient(api, token).stop_pipeline(pipeline_id)
+    else:
+        stop_pipeline(pipeline_id, make_store(Settings()))
+    typer.echo(f"pipeline {pipeline_id}: stop requested")
 
 
 @pipeline_app.command("status")

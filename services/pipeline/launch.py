@@ -41,6 +41,20 @@ def _submit_run(record: PipelineRecord, store: ObjectStore, queue: JobQueue) -> 
     return job
 
 
+def stop_pipeline(pipeline_id: str, store: ObjectStore) -> PipelineRecord:
+    """Cancel the latest run and the stage job it is on; `resume_pipeline` picks up from there."""
+    record = PipelineRepository(store).get(pipeline_id)
+    jobs = JobRepository(store)
+    # The stage first: an embedded run executes it inline and only sees the pipeline's own cancel
+    # once the stage returns.
+    for run in record.stages.values():
+        if not run.state.terminal:
+            jobs.request_cancel(run.job_id)
+    if record.job_ids:
+        jobs.request_cancel(record.job_ids[-1])
+    return record
+
+
 def pipeline_state(record: PipelineRecord, store: ObjectStore) -> JobState:
     """The state of the pipeline's latest run."""
     if not record.job_ids:

@@ -50,6 +50,8 @@ def run_pipeline(ctx: JobContext) -> dict[str, Any]:
         finished = _await(ctx, jobs, run.job_id, index, len(stages), stage.name)
         run.state = finished.state
         pipelines.save(record)
+        if finished.state == JobState.canceled and jobs.cancel_requested(ctx.job.id):
+            raise JobCanceledError(ctx.job.id)  # stopped with the pipeline: the run ends canceled, not failed
         if finished.state != JobState.succeeded:
             raise StageFailedError(f"stage {stage.name} ({run.job_id}) {finished.state.value}: {finished.error}")
         upstream[stage.name] = finished.result

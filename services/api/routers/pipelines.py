@@ -7,7 +7,7 @@ from services.api.deps import QueueDep, StoreDep
 from services.common.jobs import Job, JobRepository, JobState
 from services.common.storage import InvalidKeyError, ObjectNotFoundError
 from services.pipeline.config import PipelineConfig
-from services.pipeline.launch import PipelineBusyError, pipeline_state, resume_pipeline, start_pipeline
+from services.pipeline.launch import PipelineBusyError, pipeline_state, resume_pipeline, start_pipeline, stop_pipeline
 from services.pipeline.records import PipelineRecord, PipelineRepository
 
 router = APIRouter(prefix="/v1/pipelines", tags=["pipelines"])
@@ -49,6 +49,14 @@ def get_pipeline(pipeline_id: str, store: StoreDep) -> PipelineStatus:
     jobs = JobRepository(store)
     stage_jobs = {name: jobs.get(run.job_id) for name, run in record.stages.items()}
     return PipelineStatus(pipeline=record, state=pipeline_state(record, store), stage_jobs=stage_jobs)
+
+
+@router.post("/{pipeline_id}/stop", response_model=PipelineStatus)
+def stop(pipeline_id: str, store: StoreDep) -> PipelineStatus:
+    """Cancel the running stage and the run; finished stages stay, `resume` continues from here."""
+    _record_or_404(store, pipeline_id)
+    stop_pipeline(pipeline_id, store)
+    return get_pipeline(pipeline_id, store)
 
 
 @router.post("/{pipeline_id}/resume", status_code=status.HTTP_202_ACCEPTED, response_model=PipelineAccepted)
