@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from services.common.loras import LoraRecord, LoraRepository  # noqa: E402
 from services.common.settings import Settings  # noqa: E402
 from services.common.storage import LocalStore, ObjectStore, sha256_hex  # noqa: E402
-from services.common.tiny_models import CLIP_MAX_LENGTH, build_tiny_sd, write_byte_level_vocab  # noqa: E402
+from services.common.tiny_models import build_tiny_sd, sd15_random_modules  # noqa: E402
 from services.inference.engine import Engine, ImageSpec, LoraCache, RenderSettings  # noqa: E402
 from services.inference.settings import InferenceSettings  # noqa: E402
 from tests.support import free_port  # noqa: E402
@@ -45,41 +45,14 @@ LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 
 def sd15_random(workdir: Path, dtype: torch.dtype) -> Any:
     """The SD1.5 architecture (UNet 860M, VAE, CLIP ViT-L text encoder) with random weights, built in memory."""
-    from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
 
-    vocab, merges = write_byte_level_vocab(workdir / "vocab")
-    tokenizer = CLIPTokenizer(str(vocab), str(merges), model_max_length=CLIP_MAX_LENGTH)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=49408,
-            hidden_size=768,
-            intermediate_size=3072,
-            num_hidden_layers=12,
-            num_attention_heads=12,
-            max_position_embeddings=CLIP_MAX_LENGTH,
-            hidden_act="quick_gelu",
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
-    )
-    unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8)
-    vae = AutoencoderKL(
-        block_out_channels=(128, 256, 512, 512),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        layers_per_block=2,
-        latent_channels=4,
-        sample_size=512,
-    )
+    modules = sd15_random_modules(workdir / "vocab")
     scheduler = DPMSolverMultistepScheduler(
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", use_karras_sigmas=True
     )
     return StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
+        **modules,
         scheduler=scheduler,
         safety_checker=None,
         feature_extractor=None,

@@ -35,46 +35,20 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from services.common.tiny_models import CLIP_MAX_LENGTH, write_byte_level_vocab
+from services.common.tiny_models import sd15_random_modules
 from services.trainer.core import SDComponents, StepReport, TrainSpec, train
 from services.trainer.params import TrainParams
 
 
 def sd15_components(vocab_dir: Path) -> SDComponents:
     """SD1.5's UNet (860M), VAE and CLIP ViT-L/14 text encoder shapes, randomly initialised."""
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from diffusers import DDPMScheduler
 
-    torch.manual_seed(0)
-    vocab_file, merges_file = write_byte_level_vocab(vocab_dir)
-    tokenizer = CLIPTokenizer(str(vocab_file), str(merges_file), model_max_length=CLIP_MAX_LENGTH)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=49408,
-            hidden_size=768,
-            intermediate_size=3072,
-            num_hidden_layers=12,
-            num_attention_heads=12,
-            max_position_embeddings=CLIP_MAX_LENGTH,
-            hidden_act="quick_gelu",
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    )
-    unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768)  # the defaults are SD1.x's blocks
-    vae = AutoencoderKL(
-        block_out_channels=(128, 256, 512, 512),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        layers_per_block=2,
-        latent_channels=4,
-        sample_size=512,
-    )
+    modules = sd15_random_modules(vocab_dir)
     scheduler = DDPMScheduler(
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000
     )
-    return SDComponents(tokenizer, text_encoder, vae, unet, scheduler)
+    return SDComponents(modules["tokenizer"], modules["text_encoder"], modules["vae"], modules["unet"], scheduler)
 
 
 def write_dataset(folder: Path, count: int, resolution: int) -> Path:

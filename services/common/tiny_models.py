@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 CLIP_MAX_LENGTH = 77
 
@@ -156,3 +157,39 @@ def build_tiny_blip(directory: Path, seed: int = 0) -> Path:
     BlipForConditionalGeneration(config).save_pretrained(directory)
     BlipProcessor(BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer).save_pretrained(directory)
     return directory
+
+
+def sd15_random_modules(vocab_dir: Path, seed: int = 0) -> dict[str, Any]:
+    """SD1.5's full-size tokenizer, CLIP ViT-L/14 text encoder, UNet (860M) and VAE, randomly
+    initialised in memory: the real compute for benchmarks, without the weights."""
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    torch.manual_seed(seed)
+    vocab_file, merges_file = write_byte_level_vocab(vocab_dir)
+    tokenizer = CLIPTokenizer(str(vocab_file), str(merges_file), model_max_length=CLIP_MAX_LENGTH)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=49408,
+            hidden_size=768,
+            intermediate_size=3072,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            max_position_embeddings=CLIP_MAX_LENGTH,
+            hidden_act="quick_gelu",
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
+    unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8)
+    vae = AutoencoderKL(
+        block_out_channels=(128, 256, 512, 512),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=2,
+        latent_channels=4,
+        sample_size=512,
+    )
+    return {"tokenizer": tokenizer, "text_encoder": text_encoder, "unet": unet, "vae": vae}

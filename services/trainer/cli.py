@@ -12,6 +12,7 @@ import yaml
 from pydantic import ValidationError
 from tqdm import tqdm
 
+from services.common.cli_options import ApiOption, TokenOption
 from services.trainer.params import TrainParams
 
 
@@ -104,8 +105,8 @@ def register(app: typer.Typer) -> None:
         gradient_checkpointing: Annotated[bool | None, typer.Option("--gradient-checkpointing/--no-gc")] = None,
         checkpoint_every: int | None = None,
         validation_every: int | None = None,
-        api: Annotated[str | None, typer.Option("--api", help="Base URL of a running gateway API.")] = None,
-        token: Annotated[str | None, typer.Option("--token", envvar="GHIBLI_API_TOKEN", help="Bearer token.")] = None,
+        api: ApiOption = None,
+        token: TokenOption = None,
     ) -> None:
         """Train an SD1.5 LoRA (diffusers + A1111/kohya files) on a captioned folder, or submit a job with --api."""
         if api is None and source is None:
