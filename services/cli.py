@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from services.common import registry
-from services.common.cli_options import ApiOption, TokenOption
+from services.common.cli_support import ApiOption, TokenOption
 from services.common.client import ApiClient
 from services.common.jobs import JobRepository, JobState
 from services.common.settings import Settings

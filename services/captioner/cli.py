@@ -15,8 +15,7 @@ from services.captioner.catalog import CaptionCatalog
 from services.captioner.exports import CaptionEntry
 from services.captioner.params import CaptionParams
 from services.captioner.settings import CaptionerSettings
-from services.common.cli_options import ApiOption, DatasetOption, TokenOption
-from services.common.client import ApiClient
+from services.common.cli_support import ApiOption, DatasetOption, TokenOption, run_remote_job
 from services.common.storage import LocalStore, sha256_hex
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
@@ -136,12 +135,7 @@ def register(app: typer.Typer) -> None:
             if not dataset:
                 typer.echo("--api needs --dataset ID", err=True)
                 raise typer.Exit(2)
-            client = ApiClient(api, token)
-            job_id = client.submit_job("caption", params.model_dump(mode="json"))
-            typer.echo(f"caption job {job_id}")
-            final = client.follow(job_id)
-            typer.echo(json.dumps(final.get("result") or {"error": final.get("error")}, indent=2))
-            raise typer.Exit(0 if final["state"] == "succeeded" else 1)
+            run_remote_job(api, token, "caption", params.model_dump(mode="json"))
         if source is None or output is None or not source.is_dir():
             typer.echo("give SOURCE (an existing folder) and OUTPUT, or --api URL --dataset ID", err=True)
             raise typer.Exit(2)

@@ -12,7 +12,7 @@ import typer
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from services.common.cli_options import ApiOption, TokenOption
+from services.common.cli_support import ApiOption, TokenOption
 from services.common.client import ApiClient, ApiError
 from services.common.datasets import Character
 from services.crawler.archives import ArchiveError, Entry, iter_folder, iter_zip

@@ -8,8 +8,7 @@ from typing import Annotated
 
 import typer
 
-from services.common.cli_options import ApiOption, DatasetOption, TokenOption
-from services.common.client import ApiClient
+from services.common.cli_support import ApiOption, DatasetOption, TokenOption, run_remote_job
 from services.common.storage import sha256_hex
 from services.filter.params import FilterOptions
 from services.filter.run import FilterInput, default_workers, filter_images
@@ -97,12 +96,7 @@ def register(app: typer.Typer) -> None:
             if not dataset:
                 typer.echo("--api needs --dataset ID", err=True)
                 raise typer.Exit(2)
-            client = ApiClient(api, token)
-            job_id = client.submit_job("filter", {"dataset_id": dataset, **options.model_dump(mode="json")})
-            typer.echo(f"filter job {job_id}")
-            final = client.follow(job_id)
-            typer.echo(json.dumps(final.get("result") or {"error": final.get("error")}, indent=2))
-            raise typer.Exit(0 if final["state"] == "succeeded" else 1)
+            run_remote_job(api, token, "filter", {"dataset_id": dataset, **options.model_dump(mode="json")})
         if source is None or output is None or not source.is_dir():
             typer.echo("give SOURCE (an existing folder) and OUTPUT, or --api URL --dataset ID", err=True)
             raise typer.Exit(2)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from services.common.cli_options import ApiOption, TokenOption
+from services.common.cli_support import ApiOption, TokenOption
 from services.common.client import ApiClient
 from services.common.jobs import JobRepository
 from services.common.runner import execute_job

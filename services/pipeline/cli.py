@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from tqdm import tqdm
 
-from services.common.cli_options import ApiOption, TokenOption
+from services.common.cli_support import ApiOption, TokenOption
 from services.common.client import ApiClient
 from services.common.jobs import Job, JobRepository
 from services.common.runner import execute_job

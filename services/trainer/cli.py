@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,7 +11,7 @@ import yaml
 from pydantic import ValidationError
 from tqdm import tqdm
 
-from services.common.cli_options import ApiOption, TokenOption
+from services.common.cli_support import ApiOption, TokenOption, run_remote_job
 from services.trainer.params import TrainParams
 
 
@@ -136,10 +135,4 @@ def register(app: typer.Typer) -> None:
             out.mkdir(parents=True, exist_ok=True)
             _train_locally(source, out, params)
             return
-        from services.common.client import ApiClient
-
-        client = ApiClient(api, token)
-        job = client.follow(client.submit_job("train", params.model_dump(exclude_unset=True)))
-        typer.echo(json.dumps({key: job[key] for key in ("id", "state", "error", "result")}, indent=2))
-        if job["state"] != "succeeded":
-            raise typer.Exit(1)
+        run_remote_job(api, token, "train", params.model_dump(mode="json", exclude_unset=True))
