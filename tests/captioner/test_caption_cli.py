@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from services.captioner import cli as caption_cli
 from services.cli import app
 from tests.captioner.helpers import png
 
@@ -52,7 +51,7 @@ def test_api_mode_submits_a_caption_job(monkeypatch: pytest.MonkeyPatch) -> None
         def follow(self, job_id: str) -> dict[str, Any]:
             return {"state": "succeeded", "result": {"count": 3}}
 
-    monkeypatch.setattr(caption_cli, "ApiClient", FakeClient)
+    monkeypatch.setattr("services.common.client.ApiClient", FakeClient)
     arguments = ["caption", "--api", "http://api.test", "--dataset", "ds-1", "--prompt", "an illustration of"]
     result = CliRunner().invoke(app, [*arguments, "--name", "Kiki", "--batch-size", "8"])
     assert result.exit_code == 0, result.output
