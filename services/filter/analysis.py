@@ -17,13 +17,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import cv2
+import numpy as np
 from PIL import Image
 
 from services.common.storage import sha256_hex
 from services.filter.dedup import perceptual_hash
-from services.filter.imaging import DecodeError, decode_image, encode, normalise
+from services.filter.imaging import DecodeError, decode, encode, normalise_pixels, resize_pixels
 from services.filter.params import FilterOptions
-from services.filter.quality import MEASURE_SIDE, measure_quality
+from services.filter.quality import MEASURE_SIDE, measure_grey
 from services.filter.text import TextDetector, make_text_detector
 
 MAX_IN_FLIGHT_PER_WORKER = 4
@@ -70,11 +72,12 @@ def options_digest(config: AnalysisConfig) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def _thumbnail(image: Image.Image, side: int) -> str:
-    copy = image.copy()
-    copy.thumbnail((side, side), Image.Resampling.BILINEAR)
+def _thumbnail(pixels: np.ndarray, side: int) -> str:
+    height, width = pixels.shape[:2]
+    scale = min(1.0, side / max(width, height))
+    small = resize_pixels(pixels, max(1, round(width * scale)), max(1, round(height * scale)))
     buffer = io.BytesIO()
-    copy.save(buffer, format="JPEG", quality=70)
+    Image.fromarray(small).save(buffer, format="JPEG", quality=70)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
@@ -83,34 +86,45 @@ def analyse_image(
 ) -> ImageAnalysis:
     options = config.options
     try:
-        image = decode_image(data, config.max_pixels, options.background)
+        # Nothing downstream needs more than the larger of the output and measuring sides.
+        decoded = decode(data, config.max_pixels, options.background, shrink_to=max(options.size, MEASURE_SIDE))
     except DecodeError as error:
         return ImageAnalysis(item_id, reason=error.reason, detail=str(error))
-    analysis = ImageAnalysis(item_id, width=image.width, height=image.height)
-    analysis.thumbnail = _thumbnail(image, config.thumbnail_side)
-    if min(image.size) < options.min_side:
-        analysis.reason, analysis.detail = "too_small", f"{image.width}x{image.height} < {options.min_side}"
+    image = decoded.image
+    pixels = np.asarray(image)
+    analysis = ImageAnalysis(item_id, width=decoded.full_size[0], height=decoded.full_size[1])
+    if min(decoded.full_size) < options.min_side:
+        analysis.thumbnail = _thumbnail(pixels, config.thumbnail_side)
+        analysis.reason, analysis.detail = "too_small", f"{analysis.width}x{analysis.height} < {options.min_side}"
         return analysis
-    # Hash the decoded pixels (with the size), not the file: re-encodes and metadata edits still match.
-    analysis.pixel_md5 = hashlib.md5(
-        f"{image.width}x{image.height}".encode() + image.tobytes(), usedforsecurity=False
-    ).hexdigest()
+    # Hash the decoded pixels (with the sizes), not the file: re-encodes and metadata edits still match.
+    # A large JPEG's pixels are those of its DCT-scaled decode: the same file content gives the same ones.
+    sizes = f"{analysis.width}x{analysis.height}:{image.width}x{image.height}"
+    pixel_digest = hashlib.md5(sizes.encode(), usedforsecurity=False)
+    pixel_digest.update(pixels)  # the array's buffer, not a copy of it
+    analysis.pixel_md5 = pixel_digest.hexdigest()
     analysis.phash = f"{perceptual_hash(image, options.hash_method):016x}"
-    clean = normalise(image, options.size, options.mode, options.background)
+    # One resize from the source to the measuring copy; the output comes from it unless it is larger.
     # Sharpness and text are judged at one fixed resolution: a small output size must neither make
     # every picture look blurry nor shrink a watermark below what OCR can read.
-    measured = (
-        clean if options.size == MEASURE_SIDE else normalise(image, MEASURE_SIDE, options.mode, options.background)
+    measured = normalise_pixels(pixels, MEASURE_SIDE, options.mode, options.background)
+    clean = (
+        measured
+        if options.size == MEASURE_SIDE
+        else normalise_pixels(
+            measured if options.size < MEASURE_SIDE else pixels, options.size, options.mode, options.background
+        )
     )
-    scores = measure_quality(measured)
+    analysis.thumbnail = _thumbnail(clean, config.thumbnail_side)
+    scores = measure_grey(cv2.cvtColor(measured, cv2.COLOR_RGB2GRAY))
     analysis.blur, analysis.std, analysis.entropy = (
         round(scores.blur, 3),
         round(scores.std, 3),
         round(scores.entropy, 3),
     )
-    finding = detector.detect(measured)
+    finding = detector.detect(Image.fromarray(measured))
     analysis.text_words, analysis.text_area, analysis.text_sample = finding.words, finding.area, finding.sample
-    encoded, extension, _ = encode(clean, options.output_format, options.jpeg_quality)
+    encoded, extension, _ = encode(Image.fromarray(clean), options.output_format, options.jpeg_quality)
     analysis.clean_sha256 = sha256_hex(encoded)
     analysis.clean_file = f"{analysis.clean_sha256}.{extension}"
     _write_atomically(work_dir / analysis.clean_file, encoded)
@@ -130,6 +144,7 @@ _worker_detector: TextDetector | None = None
 def _init_worker(config: AnalysisConfig) -> None:
     global _worker_detector
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")  # Tesseract's OpenMP threads fight the pool for cores
+    cv2.setNumThreads(1)  # likewise OpenCV's own thread pool
     _worker_detector = make_text_detector(config.options.text_detector, config.ocr_side, config.tesseract_cmd)
 
 

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import io
+import math
 import warnings
+from dataclasses import dataclass
 
+import cv2
+import numpy as np
 from PIL import Image, ImageOps
 
 from services.filter.params import NormaliseMode
+
+EXIF_ORIENTATION = 0x0112
+ROTATING_ORIENTATIONS = {5, 6, 7, 8}  # transposed or turned by 90°: width and height swap
+
+
+SHRINK_NEEDS_AREA = 1.5
 
 
 class DecodeError(ValueError):
@@ -18,9 +28,20 @@ class DecodeError(ValueError):
         self.reason = reason
 
 
-def decode_image(data: bytes, max_pixels: int, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+@dataclass(frozen=True)
+class Decoded:
+    image: Image.Image  # upright RGB; smaller than the file when decoded at a reduced DCT scale
+    full_size: tuple[int, int]  # upright width and height of the picture at full resolution
+
+
+def decode(
+    data: bytes, max_pixels: int, background: tuple[int, int, int] = (255, 255, 255), shrink_to: int | None = None
+) -> Decoded:
     """Decode to an upright RGB image: first frame, EXIF orientation applied, alpha on `background`.
 
+    With `shrink_to`, a JPEG whose shorter side is at least twice that is decoded at 1/2, 1/4 or
+    1/8 scale in the DCT domain (libjpeg's scaled IDCT), never below `shrink_to`: far less work
+    than decoding every pixel and throwing most of them away in a resize.
     Raises DecodeError("too_large" | "undecodable", detail) instead of crashing or allocating a bomb.
     """
     try:
@@ -32,6 +53,11 @@ def decode_image(data: bytes, max_pixels: int, background: tuple[int, int, int] 
             if width * height > max_pixels:
                 raise DecodeError("too_large", f"{width}x{height} exceeds the {max_pixels}-pixel cap")
             image.seek(0)  # animated GIF/WebP/APNG: the first frame
+            if shrink_to and image.format == "JPEG" and min(width, height) >= 2 * shrink_to:
+                factor = shrink_to / min(width, height)
+                image.draft(image.mode, (math.ceil(width * factor), math.ceil(height * factor)))
+            if image.getexif().get(EXIF_ORIENTATION, 1) in ROTATING_ORIENTATIONS:
+                width, height = height, width
             image.load()
             upright = ImageOps.exif_transpose(image)
     except DecodeError:
@@ -40,7 +66,12 @@ def decode_image(data: bytes, max_pixels: int, background: tuple[int, int, int] 
         raise DecodeError("too_large", str(error)) from None
     except Exception as error:  # Pillow raises many types for corrupt input (OSError, SyntaxError, ValueError …)
         raise DecodeError("undecodable", f"{type(error).__name__}: {error}") from None
-    return to_rgb(upright, background)
+    return Decoded(to_rgb(upright, background), (width, height))
+
+
+def decode_image(data: bytes, max_pixels: int, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+    """`decode` at full resolution, as a plain image."""
+    return decode(data, max_pixels, background).image
 
 
 def to_rgb(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
@@ -67,11 +98,41 @@ def _stretch_to_grey(image: Image.Image) -> Image.Image:
 
 def normalise(image: Image.Image, size: int, mode: NormaliseMode, background: tuple[int, int, int]) -> Image.Image:
     """A `size`×`size` RGB image: centre crop to square, pad (letterbox) or stretch."""
+    return Image.fromarray(normalise_pixels(np.asarray(image.convert("RGB")), size, mode, background))
+
+
+def normalise_pixels(
+    pixels: np.ndarray, size: int, mode: NormaliseMode, background: tuple[int, int, int]
+) -> np.ndarray:
+    """`normalise` on an RGB array (height × width × 3, uint8)."""
+    height, width = pixels.shape[:2]
     if mode == "center-crop":
-        return ImageOps.fit(image, (size, size), Image.Resampling.LANCZOS)
+        side = min(width, height)
+        top, left = (height - side) // 2, (width - side) // 2
+        return resize_pixels(pixels[top : top + side, left : left + side], size, size)
     if mode == "pad":
-        return ImageOps.pad(image, (size, size), Image.Resampling.LANCZOS, color=background)
-    return image.resize((size, size), Image.Resampling.LANCZOS)
+        scale = size / max(width, height)
+        inner_width, inner_height = max(1, round(width * scale)), max(1, round(height * scale))
+        canvas = np.empty((size, size, 3), dtype=np.uint8)
+        canvas[:] = background
+        top, left = (size - inner_height) // 2, (size - inner_width) // 2
+        canvas[top : top + inner_height, left : left + inner_width] = resize_pixels(pixels, inner_width, inner_height)
+        return canvas
+    return resize_pixels(pixels, size, size)
+
+
+def resize_pixels(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
+    """OpenCV resize with the filter that suits the scale (an order of magnitude faster than Pillow's)."""
+    shrink = max(pixels.shape[1] / width, pixels.shape[0] / height)
+    if shrink == 1 and pixels.shape[:2] == (height, width):
+        return np.ascontiguousarray(pixels)
+    if shrink >= SHRINK_NEEDS_AREA:
+        interpolation = cv2.INTER_AREA  # averages every source pixel: no aliasing from large reductions
+    elif shrink > 1:
+        interpolation = cv2.INTER_LINEAR  # near 1:1 (DCT-scaled JPEGs land here): area's cost buys nothing
+    else:
+        interpolation = cv2.INTER_CUBIC
+    return cv2.resize(pixels, (width, height), interpolation=interpolation)
 
 
 def encode(image: Image.Image, output_format: str, jpeg_quality: int) -> tuple[bytes, str, str]:

@@ -26,9 +26,15 @@ def grey_copy(image: Image.Image, side: int = MEASURE_SIDE) -> np.ndarray:
 
 
 def measure_quality(image: Image.Image) -> QualityScores:
-    grey = grey_copy(image)
-    blur = float(cv2.Laplacian(grey, cv2.CV_64F).var())
-    histogram = np.bincount(grey.ravel(), minlength=256).astype(np.float64)
+    return measure_grey(grey_copy(image))
+
+
+def measure_grey(grey: np.ndarray) -> QualityScores:
+    """Scores of a uint8 grey array (the measuring copy)."""
+    # 16-bit Laplacian: exact for 8-bit input (|value| ≤ 4·255) and 4× less memory traffic than float64.
+    _, laplacian_std = cv2.meanStdDev(cv2.Laplacian(grey, cv2.CV_16S))
+    _, grey_std = cv2.meanStdDev(grey)
+    histogram = cv2.calcHist([grey], [0], None, [256], [0, 256]).ravel().astype(np.float64)
     probabilities = histogram[histogram > 0] / grey.size
     entropy = float(-(probabilities * np.log2(probabilities)).sum())
-    return QualityScores(blur=blur, std=float(grey.std()), entropy=entropy)
+    return QualityScores(blur=float(laplacian_std[0, 0]) ** 2, std=float(grey_std[0, 0]), entropy=entropy)
