@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from services.filter.imaging import DecodeError, decode_image, normalise
+from services.filter.imaging import DecodeError, decode, decode_image, normalise
 from tests.filter.fixtures import encoded, scene
 
 CAP = 10_000_000
@@ -111,3 +111,13 @@ def test_pad_letterboxes_with_the_background_and_crop_does_not() -> None:
     wide = Image.new("RGB", (400, 200), (0, 0, 0))
     assert normalise(wide, 128, "pad", (0, 255, 0)).getpixel((64, 2)) == (0, 255, 0)
     assert normalise(wide, 128, "center-crop", (0, 255, 0)).getpixel((64, 2)) == (0, 0, 0)
+
+
+def test_a_large_jpeg_is_decoded_at_a_reduced_scale_that_still_covers_the_needed_side() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = encoded(scene(4, (2200, 1100)), "JPEG", quality=90, exif=exif)
+    decoded = decode(data, CAP, shrink_to=512)
+    assert decoded.full_size == (1100, 2200)  # upright, at full resolution
+    assert decoded.image.size == (550, 1100)  # 1/2 scale: 1/4 would leave the short side under 512
+    assert decode(data, CAP).image.size == (1100, 2200)
