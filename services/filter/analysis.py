@@ -57,6 +57,7 @@ class ImageAnalysis:
     text_words: int = 0
     text_area: float = 0.0
     text_sample: str = ""
+    text_read: bool = False  # the text detector read it (not switched off, not screened out)
     clean_file: str | None = None  # normalised image, relative to the work dir
     clean_sha256: str | None = None
     thumbnail: str = ""  # data: URI for the contact sheet
@@ -124,6 +125,7 @@ def analyse_image(
     )
     finding = detector.detect(Image.fromarray(measured))
     analysis.text_words, analysis.text_area, analysis.text_sample = finding.words, finding.area, finding.sample
+    analysis.text_read = finding.read
     encoded, extension, _ = encode(Image.fromarray(clean), options.output_format, options.jpeg_quality)
     analysis.clean_sha256 = sha256_hex(encoded)
     analysis.clean_file = f"{analysis.clean_sha256}.{extension}"
@@ -145,7 +147,10 @@ def _init_worker(config: AnalysisConfig) -> None:
     global _worker_detector
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")  # Tesseract's OpenMP threads fight the pool for cores
     cv2.setNumThreads(1)  # likewise OpenCV's own thread pool
-    _worker_detector = make_text_detector(config.options.text_detector, config.ocr_side, config.tesseract_cmd)
+    options = config.options
+    _worker_detector = make_text_detector(
+        options.text_detector, config.ocr_side, config.tesseract_cmd, options.text_prescreen
+    )
 
 
 def _analyse_and_cache(item_id: str, data: bytes, config: AnalysisConfig, work_dir: Path) -> ImageAnalysis:

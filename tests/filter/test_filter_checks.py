@@ -13,7 +13,7 @@ from services.filter.analysis import AnalysisConfig, analyse_image
 from services.filter.dedup import group_by_hash, near_pairs, perceptual_hash
 from services.filter.params import FilterOptions
 from services.filter.quality import measure_quality
-from services.filter.text import TesseractDetector
+from services.filter.text import ScreenedDetector, TesseractDetector, TextFinding
 from tests.filter.fixtures import (
     blurred,
     colour_shifted,
@@ -94,9 +94,29 @@ def test_rendered_text_is_found_and_textless_pictures_have_none() -> None:
         assert finding.words >= DEFAULTS.text_max_words or finding.area >= DEFAULTS.text_max_area, finding
 
 
+class CountingDetector:
+    def __init__(self) -> None:
+        self.read = 0
+
+    def detect(self, image: Image.Image) -> TextFinding:
+        self.read += 1
+        return TextFinding(words=5, area=0.1, sample=f"{image.width}")
+
+
+def test_the_prescreen_sends_pictures_with_text_to_ocr_and_most_textless_ones_not() -> None:
+    inner = CountingDetector()
+    screened = ScreenedDetector(inner)
+    textless = [screened.detect(scene(seed).resize((512, 512))) for seed in range(12)]
+    assert sum(finding.read for finding in textless) <= 2 and inner.read <= 2
+    assert all(finding.words == 0 for finding in textless if not finding.read)
+    for seed in range(12):
+        assert screened.detect(with_text(scene(seed)).resize((512, 512))).read
+    assert inner.read == 12 + sum(finding.read for finding in textless)
+
+
 def test_a_small_output_size_judges_blur_and_text_at_full_measuring_resolution(tmp_path: Path) -> None:
     config = AnalysisConfig(options=FilterOptions(size=64, min_side=64), max_pixels=10**8)
-    detector = TesseractDetector()
+    detector = ScreenedDetector(TesseractDetector())
     sharp = analyse_image("sharp", encoded(scene(1)), config, detector, tmp_path)
     soft = analyse_image("soft", encoded(blurred(scene(1), 3.0)), config, detector, tmp_path)
     marked = analyse_image("marked", encoded(with_text(scene(2))), config, detector, tmp_path)
@@ -104,5 +124,6 @@ def test_a_small_output_size_judges_blur_and_text_at_full_measuring_resolution(t
     assert sharp.blur is not None and sharp.blur >= DEFAULTS.blur_threshold
     assert soft.blur is not None and soft.blur < DEFAULTS.blur_threshold
     assert marked.text_words >= DEFAULTS.text_max_words or marked.text_area >= DEFAULTS.text_max_area
+    assert marked.text_read and not sharp.text_read and not soft.text_read
     with Image.open(tmp_path / (sharp.clean_file or "")) as clean:
         assert clean.size == (64, 64)
