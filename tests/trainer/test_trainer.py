@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -218,6 +219,16 @@ def _weights(store: ObjectStore, key: str, tmp_path: Path) -> dict[str, torch.Te
     return load_file(str(store.download(key, tmp_path / key.replace("/", "_"))))
 
 
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Bit-identical floats need the same reduction order: as many threads here as in the worker."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
 @pytest.mark.parametrize("backend", ["local", "s3"])
 def test_sigkilled_job_resumes_from_its_checkpoint_with_identical_result(
     backend: str, request: pytest.FixtureRequest, tiny_sd_path: Path, tmp_path: Path
