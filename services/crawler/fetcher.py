@@ -25,7 +25,14 @@ import httpx
 
 from services.common.images import sniff_image_type
 from services.crawler.settings import CrawlerSettings
-from services.crawler.ssrf import Resolver, UnsafeURLError, check_url, parse_allow_list, resolve_host
+from services.crawler.ssrf import (
+    GuardedNetworkBackend,
+    Resolver,
+    UnsafeURLError,
+    check_url,
+    parse_allow_list,
+    resolve_host,
+)
 
 SNIFF_BYTES = 16
 OPT_OUT_DIRECTIVES = {"noai", "noimageai"}
@@ -111,21 +118,26 @@ def _opted_out(response: httpx.Response) -> bool:
 CONNECTIONS_PER_POOL = 8
 
 
-def make_clients(settings: CrawlerSettings) -> list[httpx.AsyncClient]:
+def make_clients(settings: CrawlerSettings, backend: GuardedNetworkBackend) -> list[httpx.AsyncClient]:
     pools = -(-settings.concurrency // CONNECTIONS_PER_POOL)
     per_pool = -(-settings.concurrency // pools)
-    return [_make_client(settings, per_pool) for _ in range(pools)]
+    return [_make_client(settings, per_pool, backend) for _ in range(pools)]
 
 
-def _make_client(settings: CrawlerSettings, connections: int) -> httpx.AsyncClient:
+def _make_client(settings: CrawlerSettings, connections: int, backend: GuardedNetworkBackend) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
+    # httpx does not take a network backend; its pool does. Every connection then goes through
+    # the SSRF guard at connect time (see ssrf.GuardedNetworkBackend).
+    transport._pool._network_backend = backend  # type: ignore[attr-defined]
     return httpx.AsyncClient(
+        transport=transport,
         timeout=httpx.Timeout(
             connect=settings.connect_timeout_s,
             read=settings.read_timeout_s,
             write=settings.read_timeout_s,
             pool=settings.total_timeout_s,
         ),
-        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
         headers={"User-Agent": settings.user_agent},
         follow_redirects=False,  # every hop must pass the SSRF guard first
         trust_env=False,  # an environment proxy would bypass the guard's view of where requests go
@@ -142,10 +154,10 @@ class Fetcher:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.settings = settings
-        self.clients = make_clients(settings)
-        self.next_client = itertools.cycle(self.clients)
         self.allow = parse_allow_list(settings.ssrf_allow)
         self.resolver = resolver
+        self.clients = make_clients(settings, GuardedNetworkBackend(self.allow, resolver))
+        self.next_client = itertools.cycle(self.clients)
         self.sleep = sleep
         self.hosts = HostLimiter(settings.per_host_concurrency, settings.per_host_delay_s)
 
@@ -218,6 +230,8 @@ class Fetcher:
                         current = urljoin(current, location)
                         continue
                     return current, response, await self._read_body(response, expect_image)
+            except UnsafeURLError as unsafe:  # the name now resolves elsewhere than when checked
+                raise _Rejected(f"ssrf at connect: {unsafe}") from None
             except httpx.TimeoutException as error:
                 raise _Transient(f"timeout: {type(error).__name__}") from None
             except httpx.TransportError as error:

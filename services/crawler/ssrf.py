@@ -3,7 +3,9 @@
 A URL is refused unless its scheme is http(s) and *every* address its host resolves to is a
 public unicast address: loopback, private, link-local (incl. cloud metadata 169.254.169.254),
 multicast, reserved, unspecified and carrier-grade NAT ranges are refused, for IPv4, IPv6 and
-IPv4-mapped/6to4/NAT64-embedded IPv4. The downloader checks again before every redirect hop.
+IPv4-mapped/6to4/NAT64-embedded IPv4. The downloader checks again before every redirect hop,
+and `GuardedNetworkBackend` checks the addresses it actually connects to: a name that resolved to
+a public address for the check cannot rebind to a private one for the connection.
 """
 
 from __future__ import annotations
@@ -11,7 +13,11 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Callable, Iterable
+from typing import Any
 from urllib.parse import urlsplit
+
+import anyio
+import httpcore
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -86,6 +92,11 @@ def check_url(url: str, allow: tuple[IPNetwork, ...] = (), resolver: Resolver = 
     if parts.username or parts.password:
         raise UnsafeURLError("URLs with credentials are refused")
     port = port or (443 if parts.scheme.lower() == "https" else 80)
+    return vetted_addresses(host, port, allow, resolver)
+
+
+def vetted_addresses(host: str, port: int, allow: tuple[IPNetwork, ...], resolver: Resolver) -> list[str]:
+    """The host's addresses, or UnsafeURLError when any of them is not a public one (nor allowed)."""
     addresses = resolver(host, port)
     if not addresses:
         raise UnsafeURLError(f"{host!r} resolves to no address")
@@ -97,3 +108,41 @@ def check_url(url: str, allow: tuple[IPNetwork, ...] = (), resolver: Resolver = 
         if reason:
             raise UnsafeURLError(f"{host!r} resolves to {address} ({reason}); refused by the SSRF guard")
     return addresses
+
+
+class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's connector, resolving the host itself and connecting only to vetted addresses.
+
+    TLS still verifies the certificate against the URL's host name: httpcore passes the origin's
+    host to `start_tls`, not the address connected to.
+    """
+
+    def __init__(self, allow: tuple[IPNetwork, ...], resolver: Resolver) -> None:
+        self.allow, self.resolver = allow, resolver
+        self.inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        addresses = await anyio.to_thread.run_sync(vetted_addresses, host, port, self.allow, self.resolver)
+        failure: Exception | None = None
+        for address in addresses:
+            try:
+                return await self.inner.connect_tcp(address, port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as error:
+                failure = error  # try the host's next address, as the OS resolver path would
+        assert failure is not None  # vetted_addresses never returns an empty list
+        raise failure
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("unix sockets are refused by the SSRF guard")
+
+    async def sleep(self, seconds: float) -> None:
+        await self.inner.sleep(seconds)

@@ -195,3 +195,23 @@ def test_per_host_limit_bounds_concurrent_requests(hosts: MisbehavingServer, cra
 )
 def test_parse_retry_after(header: str | None, seconds: float | None) -> None:
     assert parse_retry_after(header) == seconds
+
+
+def test_a_name_that_rebinds_to_loopback_after_the_check_is_refused_at_connect(
+    hosts: MisbehavingServer, crawler_settings: CrawlerSettings
+) -> None:
+    hosts.routes["/a.png"] = image(png_bytes())
+    answers = iter([["93.184.216.34"]])  # the check sees a public address; later lookups see loopback
+
+    def rebinding_resolver(host: str, port: int) -> list[str]:
+        return next(answers, ["127.0.0.1"])
+
+    settings = crawler_settings.model_copy(update={"ssrf_allow": [], "retries": 0})
+
+    async def go() -> FetchResult:
+        async with Fetcher(settings, resolver=rebinding_resolver) as fetcher:
+            return await fetcher.fetch(f"http://rebind.test:{hosts.port}/a.png")
+
+    result = asyncio.run(go())
+    assert result.data is None and (result.reason or "").startswith("ssrf at connect"), result.reason
+    assert "127.0.0.1" in (result.reason or "") and not hosts.requests
