@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/filter_bench.py                  # 5,000 images, 1M-hash index timing
     .venv/bin/python bench/filter_bench.py --images 600 --million-distances 4,6   # quick run
+    .venv/bin/python bench/filter_bench.py --images 400 --source-size 1920x1080 --million-distances ""
 
 Synthetic pictures: distinct scenes plus near-duplicate variants of some of them (rescaled, JPEG
 q=30, 5%-area crop, colour shift), so precision/recall of duplicate detection has ground truth.
@@ -41,13 +42,13 @@ VARIANTS = (
 )
 
 
-def make_dataset(folder: Path, count: int, seed: int = 0) -> dict[str, int]:
+def make_dataset(folder: Path, count: int, size: tuple[int, int] = (384, 288), seed: int = 0) -> dict[str, int]:
     """Write `count` JPEGs; return file name → ground-truth group (variants share their original's)."""
     rng = np.random.default_rng(seed)
     truth: dict[str, int] = {}
     group = 0
     while len(truth) < count:
-        original = scene(10_000 + group, (384, 288))
+        original = scene(10_000 + group, size)
         names = [(f"{group:06d}-orig.jpg", original)]
         if rng.random() < 0.25:  # a quarter of the originals get 1-2 variants
             for label, make in (
@@ -155,12 +156,16 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=default_workers())
     parser.add_argument("--million-distances", default="4,6,10", help="Comma list; empty skips the 1M timing.")
     parser.add_argument("--skip-cleanvision", action="store_true")
+    parser.add_argument(
+        "--source-size", default="384x288", help="WxH of the generated originals (film stills are 1920x1038)."
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)
         made = time.perf_counter()
-        truth_groups = make_dataset(folder, args.images)
+        width, height = (int(side) for side in args.source_size.split("x"))
+        truth_groups = make_dataset(folder, args.images, (width, height))
         names = sorted(truth_groups)
         truth = pair_set(truth_groups)
         print(f"{len(names)} images, {len(truth)} true duplicate pairs, made in {time.perf_counter() - made:.0f}s")
@@ -174,7 +179,7 @@ def main() -> None:
             rows.append(("cleanvision (dups, blur, low-info)", run_cleanvision(folder)))
 
     reference = rows[0][1]
-    print(f"\nworkers={args.workers}, distance={args.distance}")
+    print(f"\nworkers={args.workers}, distance={args.distance}, originals {args.source_size}")
     print("| tool | images/s | × imagededup | dup search s | precision | recall |\n|---|---|---|---|---|---|")
     for label, outcome in rows:
         if isinstance(outcome, str):
