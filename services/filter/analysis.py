@@ -181,6 +181,8 @@ def _make_executor(workers: int, config: AnalysisConfig) -> futures.Executor:
         return futures.ThreadPoolExecutor(workers, initializer=_init_worker, initargs=(config,))
     # forkserver: forking a process that runs threads (heartbeats, Celery) can copy a held lock.
     context = multiprocessing.get_context("forkserver")
+    # The server imports the analysis stack (OpenCV, SciPy, Pillow: ~0.5 s) once; workers fork from it ready.
+    context.set_forkserver_preload([__name__])
     return futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(config,))
 
 
