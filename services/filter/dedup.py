@@ -72,9 +72,15 @@ def choose_blocks(count: int, max_distance: int) -> int:
 
 def _packed_key(hashes: np.ndarray, chosen: tuple[tuple[int, int], ...]) -> tuple[np.ndarray, int]:
     """The bits of the chosen blocks side by side in one integer per hash, and how many bits that is."""
+    ranges: list[tuple[int, int]] = []
+    for start, end in chosen:  # neighbouring blocks are one range: fewer passes over the hashes
+        if ranges and ranges[-1][1] == start:
+            ranges[-1] = (ranges[-1][0], end)
+        else:
+            ranges.append((start, end))
     key = np.zeros(len(hashes), dtype=np.uint64)
     bits = 0
-    for start, end in chosen:
+    for start, end in ranges:
         key |= ((hashes >> np.uint64(start)) & np.uint64((1 << (end - start)) - 1)) << np.uint64(bits)
         bits += end - start
     return key, bits
@@ -82,8 +88,8 @@ def _packed_key(hashes: np.ndarray, chosen: tuple[tuple[int, int], ...]) -> tupl
 
 def _radix_order(key: np.ndarray, bits: int) -> np.ndarray:
     """Indices that sort `key`: least significant 16-bit digit first, each pass a stable counting sort."""
-    order = np.arange(len(key))
-    for shift in range(0, bits, DIGIT_BITS):
+    order = np.argsort((key & np.uint64(0xFFFF)).astype(np.uint16), kind="stable")
+    for shift in range(DIGIT_BITS, bits, DIGIT_BITS):
         digit = ((key[order] >> np.uint64(shift)) & np.uint64(0xFFFF)).astype(np.uint16)
         order = order[np.argsort(digit, kind="stable")]
     return order
@@ -100,23 +106,20 @@ def near_pairs(hashes: np.ndarray, max_distance: int) -> np.ndarray:
         key, bits = _packed_key(hashes, chosen)
         order = _radix_order(key, bits)
         sorted_keys = key[order]
-        # Only hashes that share their key with another one can pair: keep just those (usually few).
-        same = sorted_keys[1:] == sorted_keys[:-1]
-        shared = np.zeros(count, dtype=bool)
-        shared[1:] = same
-        shared[:-1] |= same
-        order, sorted_keys = order[shared], sorted_keys[shared]
-        # Compare each hash with the next ones sharing its key: offset 1, 2, … until no run is that long.
+        # Runs of equal keys; a hash at position p of its run pairs with the p hashes before it.
+        run_starts = np.flatnonzero(np.concatenate(([True], sorted_keys[1:] != sorted_keys[:-1])))
+        run_lengths = np.diff(np.append(run_starts, count))
+        position = np.arange(count) - np.repeat(run_starts, run_lengths)
+        # Offset 1, 2, …: only hashes at least that far into their run take part, so the work is the candidates.
+        later = np.flatnonzero(position >= 1)
         offset = 1
-        while offset < len(order):
-            same = sorted_keys[offset:] == sorted_keys[:-offset]
-            if not same.any():
-                break
-            left, right = order[:-offset][same], order[offset:][same]
+        while len(later):
+            left, right = order[later - offset], order[later]
             close = np.bitwise_count(hashes[left] ^ hashes[right]) <= max_distance
             if close.any():
                 found.append(np.stack([np.minimum(left, right)[close], np.maximum(left, right)[close]], axis=1))
             offset += 1
+            later = later[position[later] >= offset]
     if not found:
         return np.empty((0, 2), dtype=np.int64)
     return np.unique(np.concatenate(found), axis=0)
