@@ -25,7 +25,10 @@ HASH_BITS = 64
 PHASH_SIDE = 32  # imagehash.phash's input side for a 64-bit hash (hash_size 8 × highfreq_factor 4)
 MAX_TABLES = 20_000
 DIGIT_BITS = 16
-CANDIDATE_COST = 2.0  # checking one candidate pair costs about this many radix passes over one hash
+# Measured at 1M hashes, in units of one radix pass over one hash (~10 ns): a table also packs its key,
+# gathers and finds runs (about two passes more), and each candidate pair costs ~2.5 (random gathers).
+TABLE_PASSES = 2
+CANDIDATE_COST = 2.5
 
 _HASHERS = {
     "phash": imagehash.phash,
@@ -64,7 +67,8 @@ def choose_blocks(count: int, max_distance: int) -> int:
         agreeing_bits = HASH_BITS * (blocks - max_distance) / blocks
         # Uniform hashes: count²/2 pairs, of which 2^-agreeing_bits share a table key.
         candidates = count * count / 2 / 2**agreeing_bits
-        cost = tables * (count * math.ceil(agreeing_bits / DIGIT_BITS) + CANDIDATE_COST * candidates)
+        passes = math.ceil(agreeing_bits / DIGIT_BITS) + TABLE_PASSES
+        cost = tables * (count * passes + CANDIDATE_COST * candidates)
         if cost < best_cost:
             best, best_cost = blocks, cost
     return best
