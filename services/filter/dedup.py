@@ -13,6 +13,8 @@ faster than an argsort of the raw hashes, which is what makes many tables afford
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from itertools import combinations, pairwise
 
 import imagehash
@@ -99,31 +101,47 @@ def _radix_order(key: np.ndarray, bits: int) -> np.ndarray:
     return order
 
 
-def near_pairs(hashes: np.ndarray, max_distance: int) -> np.ndarray:
-    """Index pairs (i < j) of distinct hashes within `max_distance`; `hashes` must be unique uint64."""
+def _table_pairs(hashes: np.ndarray, chosen: tuple[tuple[int, int], ...], max_distance: int) -> list[np.ndarray]:
+    """The close pairs among hashes that agree on the `chosen` blocks."""
+    count = len(hashes)
+    key, bits = _packed_key(hashes, chosen)
+    order = _radix_order(key, bits)
+    sorted_keys = key[order]
+    # Runs of equal keys; a hash at position p of its run pairs with the p hashes before it.
+    run_starts = np.flatnonzero(np.concatenate(([True], sorted_keys[1:] != sorted_keys[:-1])))
+    run_lengths = np.diff(np.append(run_starts, count))
+    position = np.arange(count) - np.repeat(run_starts, run_lengths)
+    # Offset 1, 2, …: only hashes at least that far into their run take part, so the work is the candidates.
+    later = np.flatnonzero(position >= 1)
+    offset, found = 1, []
+    while len(later):
+        left, right = order[later - offset], order[later]
+        close = np.bitwise_count(hashes[left] ^ hashes[right]) <= max_distance
+        if close.any():
+            found.append(np.stack([np.minimum(left, right)[close], np.maximum(left, right)[close]], axis=1))
+        offset += 1
+        later = later[position[later] >= offset]
+    return found
+
+
+def near_pairs(hashes: np.ndarray, max_distance: int, threads: int | None = None) -> np.ndarray:
+    """Index pairs (i < j) of distinct hashes within `max_distance`; `hashes` must be unique uint64.
+
+    Tables run on `threads` threads (default: one per core): NumPy's sorts, gathers and ufuncs
+    release the GIL.
+    """
     count = len(hashes)
     if count < 2 or max_distance == 0:
         return np.empty((0, 2), dtype=np.int64)  # unique hashes have no pair at distance 0
     blocks = choose_blocks(count, max_distance)
-    found: list[np.ndarray] = []
-    for chosen in combinations(_block_edges(blocks), blocks - max_distance):
-        key, bits = _packed_key(hashes, chosen)
-        order = _radix_order(key, bits)
-        sorted_keys = key[order]
-        # Runs of equal keys; a hash at position p of its run pairs with the p hashes before it.
-        run_starts = np.flatnonzero(np.concatenate(([True], sorted_keys[1:] != sorted_keys[:-1])))
-        run_lengths = np.diff(np.append(run_starts, count))
-        position = np.arange(count) - np.repeat(run_starts, run_lengths)
-        # Offset 1, 2, …: only hashes at least that far into their run take part, so the work is the candidates.
-        later = np.flatnonzero(position >= 1)
-        offset = 1
-        while len(later):
-            left, right = order[later - offset], order[later]
-            close = np.bitwise_count(hashes[left] ^ hashes[right]) <= max_distance
-            if close.any():
-                found.append(np.stack([np.minimum(left, right)[close], np.maximum(left, right)[close]], axis=1))
-            offset += 1
-            later = later[position[later] >= offset]
+    tables = combinations(_block_edges(blocks), blocks - max_distance)
+    threads = threads or len(os.sched_getaffinity(0))
+    with ThreadPoolExecutor(threads) as pool:
+        found = [
+            pairs
+            for part in pool.map(lambda chosen: _table_pairs(hashes, chosen, max_distance), tables)
+            for pairs in part
+        ]
     if not found:
         return np.empty((0, 2), dtype=np.int64)
     return np.unique(np.concatenate(found), axis=0)
