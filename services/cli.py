@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from typing import Annotated
 
 import typer
@@ -40,22 +39,7 @@ def up(
     workers: list[subprocess.Popen[bytes]] = []
     if not settings.embedded:
         for queue in registry.QUEUES:
-            command = [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "services.common.celery_app",
-                "worker",
-                "-Q",
-                queue,
-                "--hostname",
-                f"{queue}@%h",
-                "--pool",
-                "solo",
-                "--loglevel",
-                "INFO",
-            ]
+            command = registry.worker_command(queue, f"{queue}@%h")
             workers.append(subprocess.Popen(command, start_new_session=True))
     typer.echo(f"ghibli-lora API on http://{host}:{port}/docs ({'embedded' if settings.embedded else 'celery'} jobs)")
     try:

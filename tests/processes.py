@@ -17,6 +17,7 @@ import httpx
 import pytest
 import redis
 
+from services.common.registry import worker_command
 from services.common.settings import Settings
 from tests.support import free_port
 
@@ -97,26 +98,9 @@ def start_worker(platform_env: dict[str, str], tmp_path: Path) -> Iterator[Calla
 
     def start(queue: str) -> subprocess.Popen[bytes]:
         log = open(tmp_path / f"worker-{queue}-{len(processes)}.log", "wb")  # noqa: SIM115
+        hostname = f"{queue}-{len(processes)}@test"
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "services.common.celery_app",
-                "worker",
-                "-Q",
-                queue,
-                "--pool",
-                "solo",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "--hostname",
-                f"{queue}-{len(processes)}@test",
-                "--loglevel",
-                "INFO",
-            ],
+            worker_command(queue, hostname, "--without-gossip", "--without-mingle", "--without-heartbeat"),
             env=platform_env,
             cwd=ROOT,
             stdout=log,

@@ -7,6 +7,7 @@ and the crawler never import torch.
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -54,3 +55,11 @@ def params_model(job_type: str) -> type[BaseModel]:
 
 def handler(job_type: str) -> Callable[[JobContext], dict[str, Any]]:
     return _load(JOB_TYPES[job_type].handler)
+
+
+def worker_command(queue: str, hostname: str, *extra_options: str) -> list[str]:
+    """A Celery worker for one queue; the solo pool runs one job at a time (jobs bring their own parallelism)."""
+    return [
+        sys.executable, "-m", "celery", "-A", "services.common.celery_app", "worker",
+        "-Q", queue, "--hostname", hostname, "--pool", "solo", "--loglevel", "INFO", *extra_options,
+    ]  # fmt: skip
