@@ -65,6 +65,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings, app.state.store, app.state.queue = settings, store, queue
+    app.state.known_datasets = set()  # datasets are never deleted, so a seen one stays valid
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(HttpMetricsMiddleware)
     app.mount("/metrics", make_asgi_app(registry=_metrics_registry(settings)))

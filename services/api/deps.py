@@ -27,6 +27,11 @@ def get_queue(request: Request) -> JobQueue:
     return request.app.state.queue
 
 
+def get_known_datasets(request: Request) -> set[str]:
+    """Dataset ids this process has seen exist: a job submission for one skips the store round trip."""
+    return request.app.state.known_datasets
+
+
 def require_token(
     settings: Annotated[Settings, Depends(get_settings)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -46,3 +51,4 @@ def require_token(
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[ObjectStore, Depends(get_store)]
 QueueDep = Annotated[JobQueue, Depends(get_queue)]
+KnownDatasetsDep = Annotated[set[str], Depends(get_known_datasets)]

@@ -5,7 +5,7 @@ from collections.abc import Callable
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel
 
-from services.api.deps import QueueDep, StoreDep
+from services.api.deps import KnownDatasetsDep, QueueDep, StoreDep
 from services.common import registry
 from services.common.datasets import DatasetRepository
 from services.common.jobs import Job, JobRepository, JobState
@@ -25,10 +25,17 @@ def _job_or_404(repo: JobRepository, job_id: str) -> Job:
 
 
 def _submit_endpoint(job_type: str, params_model: type[BaseModel]) -> Callable[..., JobAccepted]:
-    def submit(params: params_model, store: StoreDep, queue: QueueDep) -> JobAccepted:  # type: ignore[valid-type]
+    def submit(
+        params: params_model,  # type: ignore[valid-type]
+        store: StoreDep,
+        queue: QueueDep,
+        known_datasets: KnownDatasetsDep,
+    ) -> JobAccepted:
         dataset_id = getattr(params, "dataset_id", None)
-        if dataset_id is not None and not store.exists(DatasetRepository.record_key(dataset_id)):
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dataset {dataset_id!r}")
+        if dataset_id is not None and dataset_id not in known_datasets:
+            if not store.exists(DatasetRepository.record_key(dataset_id)):
+                raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dataset {dataset_id!r}")
+            known_datasets.add(dataset_id)
         job = JobRepository(store).create(job_type, params.model_dump(mode="json"))
         queue.submit(job)
         return JobAccepted(job_id=job.id, state=job.state)
