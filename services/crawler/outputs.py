@@ -7,7 +7,6 @@ finished work and never stores an image twice.
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import tempfile
@@ -17,11 +16,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal, Protocol
 
-from PIL import Image
 from pydantic import BaseModel, Field
 
 from services.common.datasets import DatasetRepository
-from services.common.images import ImageRejectedError, inspect_image
+from services.common.images import inspect_image
 from services.common.jobs import now
 from services.common.storage import ObjectStore, sha256_hex
 
@@ -89,17 +87,6 @@ class Manifest(Protocol):
         ...
 
 
-def check_image(data: bytes, max_pixels: int) -> tuple[str, str, int, int]:
-    """`inspect_image` plus a full decode: Pillow's verify() passes a JPEG cut off mid-scan."""
-    inspected = inspect_image(data, max_pixels)
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-    except Exception as error:
-        raise ImageRejectedError(f"corrupt or truncated image: {error}") from None
-    return inspected
-
-
 class _PerDigestLocks:
     """Two URLs with the same bytes can finish together; one must see the other's image as stored."""
 
@@ -119,7 +106,6 @@ class DatasetSink:
         self.lock_for = _PerDigestLocks()
 
     def add(self, data: bytes, candidate: Candidate) -> StoredImage:
-        check_image(data, self.max_pixels)
         with self.lock_for(data):
             record, new = self.repo.add_raw_image(
                 self.dataset_id,
@@ -164,7 +150,7 @@ class FolderSink:
         }
 
     def add(self, data: bytes, candidate: Candidate) -> StoredImage:
-        extension, content_type, width, height = check_image(data, self.max_pixels)
+        extension, content_type, width, height = inspect_image(data, self.max_pixels)
         digest = sha256_hex(data)
         with self.lock_for(data):
             path = self.known.get(digest)
