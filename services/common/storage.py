@@ -117,7 +117,7 @@ class ObjectStore(ABC):
         """Copy an object to a local file (atomically) and return the path."""
         data = self.get_bytes(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, data)
+        atomic_write(path, data)
         return path
 
     def exists(self, key: str) -> bool:
@@ -139,7 +139,11 @@ class ObjectStore(ABC):
         return key, True
 
 
-def _atomic_write(path: Path, data: bytes | io.BufferedIOBase | io.BytesIO) -> None:
+def atomic_write(path: Path, data: bytes | io.BufferedIOBase | io.BytesIO, durable: bool = True) -> None:
+    """Write through a temp file renamed into place: readers see the old file or the whole new one.
+
+    `durable` also fsyncs before the rename (objects); scratch caches that can be rebuilt skip it.
+    """
     descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
         with os.fdopen(descriptor, "wb") as handle:
@@ -148,8 +152,9 @@ def _atomic_write(path: Path, data: bytes | io.BufferedIOBase | io.BytesIO) -> N
             else:
                 while chunk := data.read(1024 * 1024):
                     handle.write(chunk)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(temp_name, path)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
@@ -177,7 +182,7 @@ class LocalStore(ObjectStore):
     def _put(self, key: str, data: io.BufferedIOBase | io.BytesIO, length: int, content_type: str) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, data)
+        atomic_write(path, data)
 
     def _get(self, key: str) -> bytes:
         try:

@@ -7,9 +7,7 @@ finished work and never stores an image twice.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import threading
 import time
 from datetime import datetime
@@ -21,7 +19,7 @@ from pydantic import BaseModel, Field
 from services.common.datasets import DatasetRepository
 from services.common.images import inspect_image
 from services.common.jobs import now
-from services.common.storage import ObjectStore, sha256_hex
+from services.common.storage import ObjectStore, atomic_write, sha256_hex
 
 Status = Literal["ok", "duplicate", "rejected"]
 
@@ -131,14 +129,6 @@ def _folder_name(character: str | None) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", character or "").strip("._") or "unsorted"
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(data)
-    os.replace(temp_name, path)
-
-
 class FolderSink:
     """`<out>/<character>/<sha256>.<ext>`; an image already anywhere in the folder is not written again."""
 
@@ -157,7 +147,8 @@ class FolderSink:
             new = path is None
             if path is None:
                 path = self.out_dir / _folder_name(candidate.character) / f"{digest}.{extension}"
-                _write_atomically(path, data)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(path, data, durable=False)
                 self.known[digest] = path
         return StoredImage(
             sha256=digest,

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from services.common.storage import sha256_hex
+from services.common.storage import atomic_write, sha256_hex
 from services.filter.dedup import perceptual_hash
 from services.filter.imaging import DecodeError, decode, encode, normalise_pixels, resize_pixels
 from services.filter.params import FilterOptions
@@ -129,14 +129,8 @@ def analyse_image(
     encoded, extension, _ = encode(Image.fromarray(clean), options.output_format, options.jpeg_quality)
     analysis.clean_sha256 = sha256_hex(encoded)
     analysis.clean_file = f"{analysis.clean_sha256}.{extension}"
-    _write_atomically(work_dir / analysis.clean_file, encoded)
+    atomic_write(work_dir / analysis.clean_file, encoded, durable=False)  # a rebuildable cache
     return analysis
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.part")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
 
 
 # One detector per worker process (Tesseract setup is not free); built by the pool initializer.
@@ -161,7 +155,7 @@ def _analyse_and_cache(item_id: str, data: bytes, config: AnalysisConfig, work_d
         analysis = analyse_image(item_id, data, config, _worker_detector, work_dir)
     except Exception as error:  # an image that breaks a library is reported, never crashes the run
         analysis = ImageAnalysis(item_id, reason="undecodable", detail=f"{type(error).__name__}: {error}")
-    _write_atomically(work_dir / f"{item_id}.json", json.dumps(asdict(analysis)).encode())
+    atomic_write(work_dir / f"{item_id}.json", json.dumps(asdict(analysis)).encode(), durable=False)
     return analysis
 
 
