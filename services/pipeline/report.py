@@ -17,7 +17,7 @@ from PIL import Image
 
 from services.common.datasets import DatasetRepository
 from services.common.jobs import JobRepository
-from services.common.storage import ObjectStore
+from services.common.storage import ObjectNotFoundError, ObjectStore
 from services.pipeline.records import PipelineRecord
 from services.pipeline.report_html import ReportData, StageSummary, Thumbnail, render_report
 
@@ -50,9 +50,12 @@ def _png(store: ObjectStore, key: str | None, max_side: int | None = THUMBNAIL_S
 
 
 def _json_or_none(store: ObjectStore, key: str | None) -> Any:
-    if not key or not store.exists(key):
+    if not key:
         return None
-    return store.get_json(key)
+    try:
+        return store.get_json(key)
+    except ObjectNotFoundError:
+        return None
 
 
 def _stage_summaries(record: PipelineRecord, jobs: JobRepository) -> list[StageSummary]:
