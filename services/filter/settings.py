@@ -16,5 +16,7 @@ class FilterSettings(BaseSettings):
     workers: int | None = Field(None, ge=1, description="Analysis processes; unset = one per CPU core.")
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0, description="Larger images are refused as decompression bombs.")
     ocr_side: int = Field(512, ge=64, description="Longest side of the copy Tesseract reads.")
-    tesseract_cmd: str = Field("tesseract", description="Tesseract executable.")
+    tessdata_dir: str | None = Field(
+        None, description="Folder with Tesseract's eng.traineddata; unset: $TESSDATA_PREFIX, else the Debian package's."
+    )
     thumbnail_side: int = Field(128, ge=16, le=512, description="Contact-sheet thumbnail size.")

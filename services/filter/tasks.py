@@ -22,7 +22,7 @@ def analysis_config(options: FilterOptions, settings: FilterSettings) -> Analysi
         options=FilterOptions.model_validate(options.model_dump(include=set(FilterOptions.model_fields))),
         max_pixels=settings.max_pixels,
         ocr_side=settings.ocr_side,
-        tesseract_cmd=settings.tesseract_cmd,
+        tessdata_dir=settings.tessdata_dir,
         thumbnail_side=settings.thumbnail_side,
     )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import glob
+import os
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -37,32 +39,52 @@ class NoTextDetector:
 class TesseractDetector:
     """Tesseract OCR on a downscaled grey copy; counts words it is confident about.
 
-    Noise and texture make Tesseract emit junk "words": only boxes with confidence ≥ 60 and at
-    least two letters/digits count.
+    One engine per detector, loaded once (tesserocr binds libtesseract): starting the `tesseract`
+    program per picture spent ~130 ms loading its model before reading a 40 ms picture. Not
+    thread-safe: give each thread its own. Noise and texture make Tesseract emit junk "words": only
+    boxes with confidence ≥ 60 and at least two letters/digits count.
     """
 
-    def __init__(self, max_side: int = 512, command: str = "tesseract") -> None:
-        import pytesseract
+    def __init__(self, max_side: int = 512, tessdata_dir: str | None = None) -> None:
+        import tesserocr
 
-        self.pytesseract = pytesseract
         self.max_side = max_side
-        pytesseract.pytesseract.tesseract_cmd = command
+        data_dir = tessdata_dir or find_tessdata_dir()
+        # psm 4 (one column of lines) found banners over busy scenes that modes 3, 6 and 11 missed.
+        try:
+            self.engine = tesserocr.PyTessBaseAPI(
+                path=data_dir, lang="eng", psm=tesserocr.PSM.SINGLE_COLUMN, oem=tesserocr.OEM.LSTM_ONLY
+            )
+        except RuntimeError as error:
+            raise RuntimeError(f"Tesseract could not load its English data from {data_dir}: {error}") from None
 
     def detect(self, image: Image.Image) -> TextFinding:
         grey = image.convert("L")
         grey.thumbnail((self.max_side, self.max_side), Image.Resampling.LANCZOS)
-        # psm 4 (one column of lines) found banners over busy scenes that modes 3, 6 and 11 missed.
-        data = self.pytesseract.image_to_data(grey, config="--psm 4 --oem 1", output_type=self.pytesseract.Output.DICT)
+        self.engine.SetImageBytes(grey.tobytes(), grey.width, grey.height, 1, grey.width)
+        # The TSV rows are the `tesseract … tsv` program's: level … width height conf text.
         words, covered = [], 0
-        for text, confidence, width, height in zip(
-            data["text"], data["conf"], data["width"], data["height"], strict=True
-        ):
+        for row in self.engine.GetTSVText(0).splitlines():
+            *_, width, height, confidence, text = row.split("\t")
             alphanumerics = sum(character.isalnum() for character in text)
             if float(confidence) >= MIN_WORD_CONFIDENCE and alphanumerics >= 2:
                 words.append(text)
                 covered += int(width) * int(height)
         area = covered / (grey.width * grey.height)
         return TextFinding(words=len(words), area=round(area, 4), sample=" ".join(words[:8]))
+
+
+def find_tessdata_dir() -> str:
+    """Where Tesseract's language data lives: $TESSDATA_PREFIX, else the Debian package's folder."""
+    candidates = [os.environ["TESSDATA_PREFIX"]] if os.environ.get("TESSDATA_PREFIX") else []
+    candidates += sorted(glob.glob("/usr/share/tesseract-ocr/*/tessdata"), reverse=True)
+    for candidate in candidates:
+        if os.path.isfile(os.path.join(candidate, "eng.traineddata")):
+            return candidate
+    raise RuntimeError(
+        "Tesseract's English data (eng.traineddata) was not found: install the Debian package tesseract-ocr, "
+        "or set GHIBLI_FILTER_TESSDATA_DIR (or TESSDATA_PREFIX) to its folder"
+    )
 
 
 def text_like_lines(grey: np.ndarray) -> int:
@@ -77,7 +99,8 @@ def text_like_lines(grey: np.ndarray) -> int:
     """
     gradient = cv2.morphologyEx(grey, cv2.MORPH_GRADIENT, GRADIENT_ELEMENT)
     _, edges = cv2.threshold(gradient, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
-    _, _, stats, _ = cv2.connectedComponentsWithStats(edges, connectivity=8)
+    # Grana's block-based labelling: same labels, ~2× faster here than OpenCV's default algorithm.
+    _, _, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(edges, 8, cv2.CV_32S, cv2.CCL_GRANA)
     left, top, width, height, area = stats[1:].T.astype(np.float64)  # row 0 is the background
     fill = area / (width * height)
     piece = (height >= 6) & (height <= 100) & (width <= 8 * height) & (fill >= 0.15) & (fill <= 0.85)
@@ -114,10 +137,10 @@ class ScreenedDetector:
         return self.detector.detect(image)
 
 
-def make_text_detector(kind: str, max_side: int, command: str, prescreen: bool = True) -> TextDetector:
+def make_text_detector(kind: str, max_side: int, tessdata_dir: str | None, prescreen: bool = True) -> TextDetector:
     if kind == "none":
         return NoTextDetector()
     if kind == "tesseract":
-        detector = TesseractDetector(max_side, command)
+        detector = TesseractDetector(max_side, tessdata_dir)
         return ScreenedDetector(detector) if prescreen else detector
     raise ValueError(f"unknown text detector {kind!r}")
