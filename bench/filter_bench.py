@@ -1,19 +1,25 @@
 """Filter benchmark: throughput and near-duplicate search, side by side with imagededup and cleanvision.
 
-    .venv/bin/python bench/filter_bench.py                  # 5,000 images, 1M-hash index timing
-    .venv/bin/python bench/filter_bench.py --images 600 --million-distances 4,6   # quick run
-    .venv/bin/python bench/filter_bench.py --images 400 --source-size 1920x1080 --million-distances ""
+    .venv/bin/python bench/filter_bench.py                  # 5,000 web-sized images, 1M-hash timing
+    .venv/bin/python bench/filter_bench.py --images 600 --million-distances 6   # quick run
+    .venv/bin/python bench/filter_bench.py --source-size 1920x1080 --million-distances ""
 
 Synthetic pictures: distinct scenes plus near-duplicate variants of some of them (rescaled, JPEG
-q=30, 5%-area crop, colour shift), so precision/recall of duplicate detection has ground truth.
-imagededup and cleanvision come from the `bench` extra; each is skipped with a note if missing.
-imagededup's CNN module needs torchvision, which does not install beside the CPU torch here, so
-its CNN module is stubbed out before import (PHash does not use it).
+q=30, 5%-area crop, colour shift), so precision/recall of duplicate detection has ground truth;
+one original in 20 carries a rendered caption (its variants too), so OCR runs as often as on a crawl.
+Sizes follow WEB_SIZES by default (what an image search for film characters returns, by our
+reading of such results: mostly HD wallpapers and stills; an assumption, not a survey), or one
+fixed size. Decoding dominates both tools, and how much depends on the size: say which you ran.
+imagededup and cleanvision are the `bench` extra's; each is skipped with a note if missing.
+imagededup requires torchvision, which does not install beside the CPU torch here: install it with
+`pip install cleanvision scikit-learn PyWavelets`, then `pip install --no-deps imagededup`; its
+CNN module is stubbed out before import (PHash does not use it).
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import itertools
 import sys
 import tempfile
@@ -32,7 +38,7 @@ from services.filter.dedup import group_by_hash
 from services.filter.params import FilterOptions
 from services.filter.run import default_workers
 from services.filter.selection import decide
-from tests.filter.fixtures import colour_shifted, cropped, encoded, recompressed, rescaled, scene
+from tests.filter.fixtures import colour_shifted, cropped, encoded, recompressed, rescaled, scene, with_text
 
 VARIANTS = (
     ("rescaled", lambda image: rescaled(image, 0.6)),
@@ -42,24 +48,49 @@ VARIANTS = (
 )
 
 
-def make_dataset(folder: Path, count: int, size: tuple[int, int] = (384, 288), seed: int = 0) -> dict[str, int]:
-    """Write `count` JPEGs; return file name → ground-truth group (variants share their original's)."""
+# (width, height, share): HD stills and wallpapers, smaller web pictures, QHD and 4K wallpapers,
+# phone-shaped fan art (Pinterest serves 736 px wide), older 4:3 pictures.
+WEB_SIZES = (
+    (1920, 1080, 0.40),
+    (1280, 720, 0.15),
+    (2560, 1440, 0.15),
+    (3840, 2160, 0.10),
+    (736, 1104, 0.10),
+    (1024, 768, 0.10),
+)
+TEXT_SHARE = 0.05
+
+
+def _write_group(folder: Path, group: int, size: tuple[int, int], variants: list[int], text: bool) -> list[str]:
+    original = scene(10_000 + group, size)
+    if text:
+        original = with_text(original, "STUDIO WALLPAPERS HD")
+    pictures = [(f"{group:06d}-orig.jpg", original)]
+    pictures += [(f"{group:06d}-{VARIANTS[i][0]}.jpg", VARIANTS[i][1](original)) for i in variants]
+    for name, picture in pictures:
+        (folder / name).write_bytes(encoded(picture, "JPEG", quality=92))
+    return [name for name, _ in pictures]
+
+
+def make_dataset(folder: Path, count: int, size: tuple[int, int] | None = None, seed: int = 0) -> dict[str, int]:
+    """Write about `count` JPEGs (in parallel); return file name → ground-truth group (variants share it).
+
+    `size` None draws each original's size from WEB_SIZES.
+    """
     rng = np.random.default_rng(seed)
-    truth: dict[str, int] = {}
-    group = 0
-    while len(truth) < count:
-        original = scene(10_000 + group, size)
-        names = [(f"{group:06d}-orig.jpg", original)]
+    plans, planned, group = [], 0, 0
+    while planned < count:
+        width, height, _ = WEB_SIZES[rng.choice(len(WEB_SIZES), p=[share for *_, share in WEB_SIZES])]
+        variants: list[int] = []
         if rng.random() < 0.25:  # a quarter of the originals get 1-2 variants
-            for label, make in (
-                VARIANTS[i] for i in rng.choice(len(VARIANTS), size=int(rng.integers(1, 3)), replace=False)
-            ):
-                names.append((f"{group:06d}-{label}.jpg", make(original)))
-        for name, image in names[: count - len(truth)]:
-            (folder / name).write_bytes(encoded(image, "JPEG", quality=92))
-            truth[name] = group
+            variants = [int(i) for i in rng.choice(len(VARIANTS), size=int(rng.integers(1, 3)), replace=False)]
+        variants = variants[: count - planned - 1]
+        plans.append((group, size or (int(width), int(height)), variants, bool(rng.random() < TEXT_SHARE)))
+        planned += 1 + len(variants)
         group += 1
-    return truth
+    with concurrent.futures.ProcessPoolExecutor() as pool:
+        written = pool.map(_write_group, itertools.repeat(folder), *zip(*plans, strict=True), chunksize=16)
+        return {name: plan[0] for plan, names in zip(plans, written, strict=True) for name in names}
 
 
 def pair_set(groups: dict[str, int]) -> set[tuple[str, str]]:
@@ -156,16 +187,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=default_workers())
     parser.add_argument("--million-distances", default="4,6,10", help="Comma list; empty skips the 1M timing.")
     parser.add_argument("--skip-cleanvision", action="store_true")
-    parser.add_argument(
-        "--source-size", default="384x288", help="WxH of the generated originals (film stills are 1920x1038)."
-    )
+    parser.add_argument("--source-size", default="web", help="'web' (the WEB_SIZES mix) or WxH of every original.")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)
         made = time.perf_counter()
-        width, height = (int(side) for side in args.source_size.split("x"))
-        truth_groups = make_dataset(folder, args.images, (width, height))
+        size = None if args.source_size == "web" else tuple(int(side) for side in args.source_size.split("x"))
+        truth_groups = make_dataset(folder, args.images, size)  # type: ignore[arg-type]
         names = sorted(truth_groups)
         truth = pair_set(truth_groups)
         print(f"{len(names)} images, {len(truth)} true duplicate pairs, made in {time.perf_counter() - made:.0f}s")
