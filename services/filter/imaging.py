@@ -56,10 +56,12 @@ def decode(
             if shrink_to and image.format == "JPEG" and min(width, height) >= 2 * shrink_to:
                 factor = shrink_to / min(width, height)
                 image.draft(image.mode, (math.ceil(width * factor), math.ceil(height * factor)))
-            if image.getexif().get(EXIF_ORIENTATION, 1) in ROTATING_ORIENTATIONS:
+            orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+            if orientation in ROTATING_ORIENTATIONS:
                 width, height = height, width
             image.load()
-            upright = ImageOps.exif_transpose(image)
+            # exif_transpose copies even an upright picture: a whole frame's copy for nothing.
+            upright = image if orientation == 1 else ImageOps.exif_transpose(image)
     except DecodeError:
         raise
     except Image.DecompressionBombError as error:
@@ -86,7 +88,7 @@ def to_rgb(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
         canvas = Image.new("RGBA", rgba.size, (*background, 255))
         canvas.alpha_composite(rgba)
         return canvas.convert("RGB")
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")  # convert() copies even RGB
 
 
 def _stretch_to_grey(image: Image.Image) -> Image.Image:
