@@ -23,7 +23,8 @@ RUN apt-get update \
     && chown app:app /data
 COPY --from=build /opt/venv /opt/venv
 COPY deploy/worker_healthcheck.py /app/deploy/worker_healthcheck.py
-ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 GHIBLI_DATA_DIR=/data
+# numba caches the near-duplicate search's compiled code; the installed source tree is not writable.
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 GHIBLI_DATA_DIR=/data NUMBA_CACHE_DIR=/tmp/numba-cache
 WORKDIR /app
 USER 10001
 # solo pool: the filter runs its own process pool, and Celery's prefork children may not fork.

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
+from services.filter import dedup
 from services.filter.analysis import AnalysisConfig, analyse_image
 from services.filter.dedup import group_by_hash, near_pairs, perceptual_hash
 from services.filter.params import FilterOptions
@@ -52,23 +54,63 @@ def test_many_distinct_pictures_stay_apart() -> None:
     assert len(set(group_by_hash(hashes, DEFAULTS.near_duplicate_distance))) == 60
 
 
-@pytest.mark.parametrize("distance", [0, 3, 10, 14])
-def test_multi_index_search_finds_exactly_the_pairs_all_pairs_comparison_finds(distance: int) -> None:
-    rng = np.random.default_rng(distance)
-    base = rng.integers(0, 2**64 - 1, 300, dtype=np.uint64, endpoint=True)
-    flips = np.zeros(300, dtype=np.uint64)
-    for index in range(300):  # a near copy of each, a few bits either side of the threshold
+def hashes_with_near_copies(seed: int, count: int, distance: int, cluster: int | None = None) -> np.ndarray:
+    """Unique random hashes, a near copy of each (a few bits either side of `distance`), and a tight
+    cluster (`cluster` hashes, `count` by default, sharing 48 bits) whose buckets are big enough to split."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 2**64 - 1, count, dtype=np.uint64, endpoint=True)
+    flips = np.zeros(count, dtype=np.uint64)
+    for index in range(count):
         for bit in rng.choice(64, size=int(rng.integers(0, distance + 3)), replace=False):
             flips[index] |= np.uint64(1) << np.uint64(int(bit))
-    hashes = np.unique(np.concatenate([base, base ^ flips]))
-    found = {tuple(pair) for pair in near_pairs(hashes, distance).tolist()}
-    expected = {
-        (i, j)
-        for i, j in itertools.combinations(range(len(hashes)), 2)
-        if int(hashes[i] ^ hashes[j]).bit_count() <= distance
+    members = np.full(cluster or count, base[0])
+    for bit in rng.choice(64, size=16, replace=False):
+        members ^= (rng.random(len(members)) < 0.5).astype(np.uint64) << np.uint64(int(bit))
+    return np.unique(np.concatenate([base, base ^ flips, members]))
+
+
+def all_close_pairs(hashes: np.ndarray, distance: int) -> set[tuple[int, int]]:
+    return {
+        (first, int(second))
+        for first in range(len(hashes) - 1)
+        for second in np.flatnonzero(np.bitwise_count(hashes[first] ^ hashes[first + 1 :]) <= distance) + first + 1
     }
-    assert found == expected
+
+
+@pytest.mark.parametrize("distance", [0, 3, 10, 14])
+@pytest.mark.parametrize("extra_blocks", [None, 1, 3])
+def test_multi_index_search_finds_exactly_the_pairs_all_pairs_comparison_finds(
+    distance: int, extra_blocks: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exact at the cost model's block count and at forced ones (tree depth 1 and 3), each pair once."""
+    if extra_blocks is not None:
+        monkeypatch.setattr(dedup, "choose_blocks", lambda count, distance: max(distance + extra_blocks, 4))
+    hashes = hashes_with_near_copies(distance, 600, distance)
+    found = [tuple(pair) for pair in near_pairs(hashes, distance).tolist()]
+    expected = all_close_pairs(hashes, distance)
+    assert found == sorted(expected)
     assert expected or distance == 0
+
+
+def test_several_threads_find_the_same_groups_as_all_pairs_comparison() -> None:
+    """Thread pieces and forests merged: pairs and group labels as from comparing all pairs."""
+    distance = DEFAULTS.near_duplicate_distance
+    unique = hashes_with_near_copies(7, 3000, distance, cluster=300)
+    expected = all_close_pairs(unique, distance)
+    assert [tuple(pair) for pair in near_pairs(unique, distance, threads=3).tolist()] == sorted(expected)
+
+    hashes = [*unique.tolist(), *unique[:50].tolist()]  # exact repeats share their label too
+    graph = coo_matrix((np.ones(len(expected)), tuple(np.array(sorted(expected)).T)), shape=(len(unique),) * 2)
+    _, components = connected_components(graph, directed=False)
+    expected_labels = [*components.tolist(), *components[:50].tolist()]
+
+    def first_seen_order(labels: list[int]) -> list[int]:
+        order: dict[int, int] = {}
+        return [order.setdefault(label, len(order)) for label in labels]
+
+    labels = group_by_hash(hashes, distance, threads=3)
+    assert first_seen_order(labels) == first_seen_order(expected_labels)
+    assert len(set(labels)) < len(unique)
 
 
 def test_gaussian_blur_sigma_3_is_flagged_and_the_sharp_original_is_not() -> None:
