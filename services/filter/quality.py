@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -9,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 MEASURE_SIDE = 512
+GREY_LEVELS = np.arange(256, dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -33,8 +35,11 @@ def measure_grey(grey: np.ndarray) -> QualityScores:
     """Scores of a uint8 grey array (the measuring copy)."""
     # 16-bit Laplacian: exact for 8-bit input (|value| ≤ 4·255) and 4× less memory traffic than float64.
     _, laplacian_std = cv2.meanStdDev(cv2.Laplacian(grey, cv2.CV_16S))
-    _, grey_std = cv2.meanStdDev(grey)
     histogram = cv2.calcHist([grey], [0], None, [256], [0, 256]).ravel().astype(np.float64)
-    probabilities = histogram[histogram > 0] / grey.size
-    entropy = float(-(probabilities * np.log2(probabilities)).sum())
-    return QualityScores(blur=float(laplacian_std[0, 0]) ** 2, std=float(grey_std[0, 0]), entropy=entropy)
+    probabilities = histogram / grey.size
+    # The grey level's spread and entropy both come from the histogram: no second pass over the pixels.
+    mean = float(probabilities @ GREY_LEVELS)
+    std = math.sqrt(max(0.0, float(probabilities @ GREY_LEVELS**2) - mean * mean))
+    present = probabilities[probabilities > 0]
+    entropy = float(-(present * np.log2(present)).sum())
+    return QualityScores(blur=float(laplacian_std[0, 0]) ** 2, std=std, entropy=entropy)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-from services.filter.analysis import ImageAnalysis
+from services.filter.analysis import ImageAnalysis, quality_problem
 from services.filter.dedup import group_by_hash
 from services.filter.params import FilterOptions
 
@@ -22,19 +22,6 @@ class Decision:
     @property
     def kept(self) -> bool:
         return self.reason == KEPT
-
-
-def quality_problem(analysis: ImageAnalysis, options: FilterOptions) -> tuple[str, str] | None:
-    """(reason, detail) for an image that decodes but should not be trained on, else None."""
-    if (analysis.std or 0.0) < options.uniform_std_threshold or (
-        analysis.entropy or 0.0
-    ) < options.uniform_entropy_threshold:
-        return "uniform", f"grey std {analysis.std}, entropy {analysis.entropy} bits"
-    if (analysis.blur or 0.0) < options.blur_threshold:
-        return "blurry", f"Laplacian variance {analysis.blur} < {options.blur_threshold}"
-    if analysis.text_words >= options.text_max_words or analysis.text_area >= options.text_max_area:
-        return "text", f"{analysis.text_words} words over {analysis.text_area:.1%}: {analysis.text_sample[:60]}"
-    return None
 
 
 def decide(

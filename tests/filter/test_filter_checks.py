@@ -10,12 +10,12 @@ from PIL import Image
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from services.filter import dedup
+from services.filter import dedup, text
 from services.filter.analysis import AnalysisConfig, analyse_image
 from services.filter.dedup import group_by_hash, near_pairs, perceptual_hash
 from services.filter.params import FilterOptions
 from services.filter.quality import measure_quality
-from services.filter.text import ScreenedDetector, TesseractDetector, TextFinding
+from services.filter.text import NoTextDetector, ScreenedDetector, TesseractDetector, TextFinding
 from tests.filter.fixtures import (
     blurred,
     colour_shifted,
@@ -36,12 +36,20 @@ VARIANTS = {
 }
 
 
-def test_variants_are_grouped_with_their_original_and_distinct_pictures_are_not() -> None:
+def analysed_hash(picture: Image.Image, work_dir: Path) -> int:
+    """The perceptual hash the filter gives a picture: of its normalised (512² centre-crop) copy."""
+    config = AnalysisConfig(options=FilterOptions(min_side=64, text_detector="none"), max_pixels=10**8)
+    analysis = analyse_image("picture", encoded(picture, "PNG"), config, NoTextDetector(), work_dir)
+    assert analysis.reason is None, analysis.detail
+    return analysis.phash_int
+
+
+def test_variants_are_grouped_with_their_original_and_distinct_pictures_are_not(tmp_path: Path) -> None:
     originals = [scene(seed) for seed in range(6)]
     hashes, owners = [], []
     for owner, original in enumerate(originals):
         for picture in [original, *(make(original) for make in VARIANTS.values())]:
-            hashes.append(perceptual_hash(picture))
+            hashes.append(analysed_hash(picture, tmp_path))
             owners.append(owner)
     labels = group_by_hash(hashes, DEFAULTS.near_duplicate_distance)
     for owner in range(len(originals)):
@@ -49,9 +57,32 @@ def test_variants_are_grouped_with_their_original_and_distinct_pictures_are_not(
     assert len(set(labels)) == len(originals)
 
 
+def test_a_square_crop_of_a_wide_still_is_a_near_duplicate_of_it(tmp_path: Path) -> None:
+    # Both become the same centre-cropped training picture; a hash of the whole frame would miss it.
+    wide = scene(30, (960, 540))
+    middle = wide.crop((210, 0, 750, 540))
+    other = scene(31, (960, 540))
+    hashes = [analysed_hash(picture, tmp_path) for picture in (wide, middle, other)]
+    assert dedup.hamming(hashes[0], hashes[1]) <= DEFAULTS.near_duplicate_distance
+    assert group_by_hash(hashes, DEFAULTS.near_duplicate_distance) == [0, 0, 1]
+
+
 def test_many_distinct_pictures_stay_apart() -> None:
-    hashes = [perceptual_hash(scene(seed, (320, 240))) for seed in range(100, 160)]
+    hashes = [perceptual_hash(np.asarray(scene(seed, (320, 240)))) for seed in range(100, 160)]
     assert len(set(group_by_hash(hashes, DEFAULTS.near_duplicate_distance))) == 60
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_prescreen_joins_pieces_into_lines_as_scipy_would(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    size = int(rng.integers(1, 120))
+    adjacency = rng.random((size, size)) < 2.5 / size
+    adjacency |= adjacency.T
+    count, expected = connected_components(adjacency, directed=False)
+    labels = text._component_labels(adjacency)
+    assert labels.max() + 1 == count
+    # The same partition: one label per scipy component and one component per label.
+    assert len(set(zip(labels.tolist(), expected.tolist(), strict=True))) == count
 
 
 def hashes_with_near_copies(seed: int, count: int, distance: int, cluster: int | None = None) -> np.ndarray:
@@ -127,12 +158,17 @@ def test_near_uniform_pictures_score_low() -> None:
     assert measure_quality(scene(3).resize((512, 512))).std > DEFAULTS.uniform_std_threshold
 
 
+def rgb_and_grey(picture: Image.Image) -> tuple[np.ndarray, np.ndarray]:
+    """What a text detector is given: the picture's RGB pixels and its grey copy."""
+    return np.asarray(picture.convert("RGB")), np.asarray(picture.convert("L"))
+
+
 def test_rendered_text_is_found_and_textless_pictures_have_none() -> None:
     detector = TesseractDetector()
     for seed in range(3):
         picture = scene(seed).resize((512, 512))
-        assert detector.detect(picture).words == 0
-        finding = detector.detect(with_text(picture))
+        assert detector.detect(*rgb_and_grey(picture)).words == 0
+        finding = detector.detect(*rgb_and_grey(with_text(picture)))
         assert finding.words >= DEFAULTS.text_max_words or finding.area >= DEFAULTS.text_max_area, finding
 
 
@@ -140,19 +176,19 @@ class CountingDetector:
     def __init__(self) -> None:
         self.read = 0
 
-    def detect(self, image: Image.Image) -> TextFinding:
+    def detect(self, pixels: np.ndarray, grey: np.ndarray) -> TextFinding:
         self.read += 1
-        return TextFinding(words=5, area=0.1, sample=f"{image.width}")
+        return TextFinding(words=5, area=0.1, sample=f"{grey.shape[1]}")
 
 
 def test_the_prescreen_sends_pictures_with_text_to_ocr_and_most_textless_ones_not() -> None:
     inner = CountingDetector()
     screened = ScreenedDetector(inner)
-    textless = [screened.detect(scene(seed).resize((512, 512))) for seed in range(12)]
+    textless = [screened.detect(*rgb_and_grey(scene(seed).resize((512, 512)))) for seed in range(12)]
     assert sum(finding.read for finding in textless) <= 2 and inner.read <= 2
     assert all(finding.words == 0 for finding in textless if not finding.read)
     for seed in range(12):
-        assert screened.detect(with_text(scene(seed)).resize((512, 512))).read
+        assert screened.detect(*rgb_and_grey(with_text(scene(seed)).resize((512, 512)))).read
     assert inner.read == 12 + sum(finding.read for finding in textless)
 
 
@@ -167,5 +203,6 @@ def test_a_small_output_size_judges_blur_and_text_at_full_measuring_resolution(t
     assert soft.blur is not None and soft.blur < DEFAULTS.blur_threshold
     assert marked.text_words >= DEFAULTS.text_max_words or marked.text_area >= DEFAULTS.text_max_area
     assert marked.text_read and not sharp.text_read and not soft.text_read
+    assert soft.clean_file is None and marked.clean_file is None  # dropped for their own sake: nothing encoded
     with Image.open(tmp_path / (sharp.clean_file or "")) as clean:
         assert clean.size == (64, 64)

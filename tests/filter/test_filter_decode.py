@@ -5,11 +5,12 @@ from __future__ import annotations
 import io
 import zlib
 
+import cv2
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
-from services.filter.imaging import DecodeError, decode, decode_image, normalise
+from services.filter.imaging import DecodeError, decode, decode_image, normalise, resize_pixels
 from tests.filter.fixtures import encoded, scene
 
 CAP = 10_000_000
@@ -119,5 +120,43 @@ def test_a_large_jpeg_is_decoded_at_a_reduced_scale_that_still_covers_the_needed
     data = encoded(scene(4, (2200, 1100)), "JPEG", quality=90, exif=exif)
     decoded = decode(data, CAP, shrink_to=512)
     assert decoded.full_size == (1100, 2200)  # upright, at full resolution
-    assert decoded.image.size == (550, 1100)  # 1/2 scale: 1/4 would leave the short side under 512
-    assert decode(data, CAP).image.size == (1100, 2200)
+    assert decoded.pixels.shape == (1100, 550, 3)  # 1/2 scale: 1/4 would leave the short side under 512
+    assert decode(data, CAP).pixels.shape == (2200, 1100, 3)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_is_turned_as_pillow_turns_it(orientation: int) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = encoded(scene(5, (120, 72)), "JPEG", quality=95, exif=exif)
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))
+    decoded = decode(data, CAP)
+    assert np.array_equal(decoded.pixels, expected)
+    assert decoded.full_size == (expected.shape[1], expected.shape[0])
+
+
+@pytest.mark.parametrize(
+    ("image", "expected_mode"),
+    [(scene(6, (96, 64)), "RGB"), (scene(6, (96, 64)).convert("L"), "L"), (scene(6, (96, 64)).convert("CMYK"), "CMYK")],
+    ids=["ycbcr", "grey", "cmyk"],
+)
+def test_a_jpeg_decodes_to_the_pixels_pillow_gives(image: Image.Image, expected_mode: str) -> None:
+    data = encoded(image, "JPEG", quality=90)
+    reference = Image.open(io.BytesIO(data))
+    assert reference.mode == expected_mode
+    assert np.array_equal(decode(data, CAP).pixels, np.asarray(reference.convert("RGB")))
+
+
+def test_a_jpeg_with_stray_bytes_that_pillow_accepts_is_still_decoded() -> None:
+    data = encoded(scene(7, (96, 64)), "JPEG", quality=90)
+    end_of_header = data.index(b"\xff\xda")  # stray bytes before the start-of-scan marker: a libjpeg warning
+    damaged = data[:end_of_header] + b"\x00\x00\x00" + data[end_of_header:]
+    expected = np.asarray(Image.open(io.BytesIO(damaged)).convert("RGB"))
+    assert np.array_equal(decode(damaged, CAP).pixels, expected)
+
+
+def test_large_reductions_average_like_an_area_filter() -> None:
+    pixels = np.asarray(scene(8, (1024, 1024)))
+    halved_twice = resize_pixels(pixels, 256, 256)
+    area = cv2.resize(pixels, (256, 256), interpolation=cv2.INTER_AREA)
+    assert np.abs(halved_twice.astype(int) - area).max() <= 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -117,6 +118,23 @@ def test_parallel_analysis_matches_and_resumes_from_its_cache(
 
     again = analysis.analyse_all([(item_id, must_not_load) for item_id, _ in items], config, tmp_path, workers=2)
     assert {key: value.phash for key, value in again.items()} == {key: value.phash for key, value in results.items()}
+
+
+def test_a_journal_line_cut_short_by_a_crash_is_redone_and_the_rest_reused(tmp_path: Path) -> None:
+    config = analysis.AnalysisConfig(FilterParams(dataset_id="x", text_detector="none"), max_pixels=10**7)
+    items = [(f"{seed:064x}", (lambda seed=seed: encoded(scene(seed, (300, 300))))) for seed in range(3)]
+    first = analysis.analyse_all(items, config, tmp_path, workers=1)
+    journal = tmp_path / analysis.JOURNAL
+    journal.write_text(journal.read_text()[:-40])  # killed while writing the last line
+    loads: list[str] = []
+
+    def loader(item_id: str, load: Callable[[], bytes]) -> Callable[[], bytes]:
+        return lambda: loads.append(item_id) or load()
+
+    again = analysis.analyse_all([(item_id, loader(item_id, load)) for item_id, load in items], config, tmp_path, 1)
+    assert loads == [items[-1][0]]
+    assert {key: value.phash for key, value in again.items()} == {key: value.phash for key, value in first.items()}
+    assert len(analysis.load_journal(tmp_path)) == 3  # the redone line was appended after the cut one
 
 
 def test_the_cli_filters_a_folder(tmp_path: Path) -> None:
