@@ -3,6 +3,7 @@
     .venv/bin/python bench/filter_bench.py                  # 5,000 web-sized images, 1M-hash timing
     .venv/bin/python bench/filter_bench.py --images 600 --million-distances 6   # quick run
     .venv/bin/python bench/filter_bench.py --source-size 1920x1080 --million-distances ""
+    .venv/bin/python bench/filter_bench.py --dataset-dir /tmp/filter-bench   # make the pictures once, reuse them
 
 Synthetic pictures: distinct scenes plus near-duplicate variants of some of them (rescaled, JPEG
 q=30, 5%-area crop, colour shift), so precision/recall of duplicate detection has ground truth;
@@ -21,6 +22,8 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import itertools
+import json
+import shutil
 import sys
 import tempfile
 import time
@@ -91,6 +94,21 @@ def make_dataset(folder: Path, count: int, size: tuple[int, int] | None = None, 
     with concurrent.futures.ProcessPoolExecutor() as pool:
         written = pool.map(_write_group, itertools.repeat(folder), *zip(*plans, strict=True), chunksize=16)
         return {name: plan[0] for plan, names in zip(plans, written, strict=True) for name in names}
+
+
+def reuse_or_make_dataset(root: Path, count: int, size: tuple[int, int] | None) -> tuple[Path, dict[str, int]]:
+    """`make_dataset` into `root`/pictures, unless a run with the same count and size left it there."""
+    folder, truth_file = root / "pictures", root / "truth.json"
+    wanted = {"count": count, "size": size and list(size)}
+    if truth_file.is_file():
+        saved = json.loads(truth_file.read_text())
+        if saved["dataset"] == wanted and all((folder / name).is_file() for name in saved["groups"]):
+            return folder, saved["groups"]
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    groups = make_dataset(folder, count, size)
+    truth_file.write_text(json.dumps({"dataset": wanted, "groups": groups}))
+    return folder, groups
 
 
 def pair_set(groups: dict[str, int]) -> set[tuple[str, str]]:
@@ -188,13 +206,17 @@ def main() -> None:
     parser.add_argument("--million-distances", default="4,6,10", help="Comma list; empty skips the 1M timing.")
     parser.add_argument("--skip-cleanvision", action="store_true")
     parser.add_argument("--source-size", default="web", help="'web' (the WEB_SIZES mix) or WxH of every original.")
+    parser.add_argument(
+        "--dataset-dir",
+        type=Path,
+        help="Keep the generated pictures here and reuse them on the next run with the same --images and sizes.",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as temporary:
-        folder = Path(temporary)
         made = time.perf_counter()
         size = None if args.source_size == "web" else tuple(int(side) for side in args.source_size.split("x"))
-        truth_groups = make_dataset(folder, args.images, size)  # type: ignore[arg-type]
+        folder, truth_groups = reuse_or_make_dataset(args.dataset_dir or Path(temporary), args.images, size)  # type: ignore[arg-type]
         names = sorted(truth_groups)
         truth = pair_set(truth_groups)
         print(f"{len(names)} images, {len(truth)} true duplicate pairs, made in {time.perf_counter() - made:.0f}s")
