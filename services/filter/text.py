@@ -103,7 +103,9 @@ def text_like_lines(grey: np.ndarray) -> int:
     flagged among 60 with captions and watermarks did.
     """
     gradient = cv2.morphologyEx(grey, cv2.MORPH_GRADIENT, GRADIENT_ELEMENT)
-    _, edges = cv2.threshold(gradient, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+    # Otsu's threshold from every other row and column (its histogram was most of its cost), applied to all.
+    otsu, _ = cv2.threshold(np.ascontiguousarray(gradient[::2, ::2]), 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+    _, edges = cv2.threshold(gradient, otsu, 255, cv2.THRESH_BINARY)
     # Grana's block-based labelling: same labels, ~2× faster here than OpenCV's default algorithm.
     _, _, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(edges, 8, cv2.CV_32S, cv2.CCL_GRANA)
     left, top, width, height, area = stats[1:].T.astype(np.float64)  # row 0 is the background
