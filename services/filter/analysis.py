@@ -21,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import simplejpeg
+import xxhash
 
 from services.common.storage import atomic_write, sha256_hex
 from services.filter.dedup import perceptual_hash
@@ -55,7 +56,7 @@ class ImageAnalysis:
     detail: str = ""
     width: int = 0
     height: int = 0
-    pixel_md5: str | None = None
+    pixel_hash: str | None = None  # xxh3-128 of the normalised pixels and the picture's size
     phash: str | None = None  # 16 hex digits
     blur: float | None = None
     std: float | None = None
@@ -125,12 +126,13 @@ def analyse_image(
             measured if options.size < MEASURE_SIDE else pixels, options.size, options.mode, options.background
         )
     )
-    # Exact duplicates: MD5 of the normalised pixels (with the picture's size), not of the file, so
-    # re-encodes and metadata edits still match. Equal normalised pixels are the same training picture,
-    # and at 512² they hash in a third of the time a 1080p decode's pixels take.
-    pixel_digest = hashlib.md5(f"{analysis.width}x{analysis.height}".encode(), usedforsecurity=False)
+    # Exact duplicates: a hash of the normalised pixels (with the picture's size), not of the file, so
+    # re-encodes and metadata edits still match; equal normalised pixels are the same training picture.
+    # xxh3-128 rather than MD5: 0.02 ms instead of 1.3 ms for 512² pixels, and no attacker to resist
+    # (a match only names a near-duplicate group's member "exact").
+    pixel_digest = xxhash.xxh3_128(f"{analysis.width}x{analysis.height}".encode())
     pixel_digest.update(clean)  # the array's buffer, not a copy of it
-    analysis.pixel_md5 = pixel_digest.hexdigest()
+    analysis.pixel_hash = pixel_digest.hexdigest()
     analysis.thumbnail = _thumbnail(clean, config.thumbnail_side)
     grey = cv2.cvtColor(measured, cv2.COLOR_RGB2GRAY)
     # The hash of the normalised picture, not of the file: what a near duplicate repeats is the training

@@ -42,7 +42,7 @@ def report_entry(analysis: ImageAnalysis, decision: Decision, source: dict[str, 
             "text_area": analysis.text_area,
             "text": analysis.text_sample,
             "phash": analysis.phash,
-            "pixel_md5": analysis.pixel_md5,
+            "pixel_hash": analysis.pixel_hash,
         },
     }
 

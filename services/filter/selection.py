@@ -57,7 +57,7 @@ def decide(
         problem = problems[keeper.item_id]
         decisions[keeper.item_id] = Decision(*problem, group=group) if problem else Decision(group=group)
         for member in members[1:]:
-            exact = member.pixel_md5 == keeper.pixel_md5
+            exact = member.pixel_hash == keeper.pixel_hash
             reason = "exact_duplicate" if exact else "near_duplicate"
             distance = (member.phash_int ^ keeper.phash_int).bit_count()
             decisions[member.item_id] = Decision(reason, f"hash distance {distance}", keeper.item_id, group)
