@@ -24,11 +24,13 @@ import concurrent.futures
 import itertools
 import json
 import shutil
+import statistics
 import sys
 import tempfile
 import time
 import types
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -198,6 +200,49 @@ def million_hash_timing(distance: int, count: int = 1_000_000) -> tuple[float, i
     return time.perf_counter() - started, len(values) - len(set(labels))
 
 
+def interleaved_runs(
+    tools: list[tuple[str, Callable[[], dict[str, object] | str]]], repeat: int
+) -> dict[str, list[dict[str, object] | str]]:
+    """Each tool `repeat` times, in rounds whose order rotates, so a slow spell of a shared machine
+    lands on every tool rather than on one."""
+    runs: dict[str, list[dict[str, object] | str]] = {label: [] for label, _ in tools}
+    for round_number in range(repeat):
+        for label, run in tools[round_number % len(tools) :] + tools[: round_number % len(tools)]:
+            runs[label].append(run())
+    return runs
+
+
+def print_table(
+    runs: dict[str, list[dict[str, object] | str]],
+    names: list[str],
+    truth: set[tuple[str, str]],
+    args: argparse.Namespace,
+) -> None:
+    reference_label = next(iter(runs))
+    reference_rates = [len(names) / float(run["total_s"]) for run in runs[reference_label] if isinstance(run, dict)]  # type: ignore[arg-type]
+    print(f"\nworkers={args.workers}, distance={args.distance}, originals {args.source_size}, rounds={args.repeat}")
+    print("images/s and search time: medians over the rounds; the range is of the ratio within each round.")
+    print("| tool | images/s | × imagededup | range | dup search s | precision | recall |")
+    print("|---|---|---|---|---|---|---|")
+    for label, outcomes in runs.items():
+        done = [outcome for outcome in outcomes if isinstance(outcome, dict)]
+        if not done:
+            print(f"| {label} | {outcomes[0]} | | | | | |")
+            continue
+        rates = [len(names) / float(outcome["total_s"]) for outcome in done]  # type: ignore[arg-type]
+        ratio = statistics.median(rates) / statistics.median(reference_rates) if reference_rates else float("nan")
+        paired = [rate / reference for rate, reference in zip(rates, reference_rates, strict=False)]
+        spread = f"{min(paired):.2f}–{max(paired):.2f}" if len(paired) > 1 else ""
+        search_s = statistics.median(float(outcome["search_s"]) for outcome in done)  # type: ignore[arg-type]
+        precision, recall = precision_recall(done[-1]["pairs"], truth)  # type: ignore[arg-type]
+        print(
+            f"| {label} | {statistics.median(rates):.1f} | {ratio:.2f} | {spread} | {search_s:.3f} "
+            f"| {precision:.3f} | {recall:.3f} |"
+        )
+        if done[-1].get("text_read"):
+            print(f"{label}: the text pre-screen sent {done[-1]['text_read']} of {len(names)} images to OCR")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=5000)
@@ -205,6 +250,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=default_workers())
     parser.add_argument("--million-distances", default="4,6,10", help="Comma list; empty skips the 1M timing.")
     parser.add_argument("--skip-cleanvision", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3, help="Rounds of imagededup and ours (cleanvision runs once).")
     parser.add_argument("--source-size", default="web", help="'web' (the WEB_SIZES mix) or WxH of every original.")
     parser.add_argument(
         "--dataset-dir",
@@ -221,29 +267,15 @@ def main() -> None:
         truth = pair_set(truth_groups)
         print(f"{len(names)} images, {len(truth)} true duplicate pairs, made in {time.perf_counter() - made:.0f}s")
 
-        rows: list[tuple[str, dict[str, object] | str]] = [
-            ("imagededup PHash (reference)", run_imagededup(folder, args.distance)),
-            ("ours, OCR off", run_ours(folder, names, args.distance, "none", args.workers)),
-            ("ours, full (OCR on)", run_ours(folder, names, args.distance, "tesseract", args.workers)),
+        tools: list[tuple[str, Callable[[], dict[str, object] | str]]] = [
+            ("imagededup PHash (reference)", lambda: run_imagededup(folder, args.distance)),
+            ("ours, OCR off", lambda: run_ours(folder, names, args.distance, "none", args.workers)),
+            ("ours, full (OCR on)", lambda: run_ours(folder, names, args.distance, "tesseract", args.workers)),
         ]
+        runs = interleaved_runs(tools, args.repeat)
         if not args.skip_cleanvision:
-            rows.append(("cleanvision (dups, blur, low-info)", run_cleanvision(folder)))
-
-    reference = rows[0][1]
-    print(f"\nworkers={args.workers}, distance={args.distance}, originals {args.source_size}")
-    print("| tool | images/s | × imagededup | dup search s | precision | recall |\n|---|---|---|---|---|---|")
-    for label, outcome in rows:
-        if isinstance(outcome, str):
-            print(f"| {label} | {outcome} | | | | |")
-            continue
-        rate = len(names) / float(outcome["total_s"])  # type: ignore[arg-type]
-        ratio = rate / (len(names) / float(reference["total_s"])) if isinstance(reference, dict) else float("nan")  # type: ignore[arg-type]
-        precision, recall = precision_recall(outcome["pairs"], truth)  # type: ignore[arg-type]
-        search_s = float(outcome["search_s"])  # type: ignore[arg-type]
-        print(f"| {label} | {rate:.1f} | {ratio:.2f} | {search_s:.3f} | {precision:.3f} | {recall:.3f} |")
-    for label, outcome in rows:
-        if isinstance(outcome, dict) and outcome.get("text_read"):
-            print(f"{label}: the text pre-screen sent {outcome['text_read']} of {len(names)} images to OCR")
+            runs["cleanvision (dups, blur, low-info)"] = [run_cleanvision(folder)]
+    print_table(runs, names, truth, args)
 
     hashes = np.random.default_rng(1).integers(0, 2**63, len(names), dtype=np.uint64)
     print(f"\nnaive all-pairs search over {len(names)} hashes: {naive_all_pairs_s(hashes, args.distance):.3f}s")
