@@ -83,8 +83,8 @@ def decode(
 def _decode_plain_jpeg(data: bytes, shrink_to: int | None) -> np.ndarray | None:
     """A YCbCr or grey JPEG straight into RGB pixels with libjpeg-turbo, or None to leave it to Pillow.
 
-    Twice as fast as Pillow's decode plus its RGBX → RGB copy. Only the power-of-two scales
-    (min_factor 2): libjpeg-turbo's 3/8 … 7/8 IDCTs are slower than decoding the whole picture.
+    About twice as fast as Pillow's decode plus its RGBX → RGB copy. Only scales of 1/2 or less
+    (min_factor 2): at 5/8–7/8 libjpeg-turbo took longer than decoding the whole picture.
     Anything libjpeg calls an error, even a recoverable one (a few stray bytes, which Pillow
     accepts), goes to Pillow, which decides as before; a truncated file fails there too.
     """
