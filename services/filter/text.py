@@ -92,8 +92,8 @@ def find_tessdata_dir() -> str:
     )
 
 
-def text_like_lines(grey: np.ndarray) -> int:
-    """How many rows of character-like shapes a uint8 grey picture holds (~1 ms at 512²).
+def text_line_boxes(grey: np.ndarray) -> np.ndarray:
+    """Boxes (left, top, right, bottom) of the rows of character-like shapes in a uint8 grey picture (~1 ms at 512²).
 
     Edges (morphological gradient, Otsu threshold) split into connected pieces; letter-sized pieces
     (or whole words, when small letters touch) that sit level with neighbours of a similar height,
@@ -113,7 +113,7 @@ def text_like_lines(grey: np.ndarray) -> int:
     piece = (height >= 6) & (height <= 100) & (width <= 8 * height) & (fill >= 0.15) & (fill <= 0.85)
     left, top, width, height = left[piece], top[piece], width[piece], height[piece]
     if len(left) == 0:
-        return 0
+        return np.empty((0, 4))
     taller = np.maximum(height[:, None], height[None, :])
     shorter = np.minimum(height[:, None], height[None, :])
     centre = top + height / 2
@@ -126,7 +126,11 @@ def text_like_lines(grey: np.ndarray) -> int:
     line = _component_labels(neighbours)
     pieces = np.bincount(line)
     span_in_heights = np.bincount(line, weights=width) / (np.bincount(line, weights=height) / pieces)
-    return int(((pieces >= 3) | ((pieces >= 2) & (span_in_heights >= 4))).sum())
+    is_line = (pieces >= 3) | ((pieces >= 2) & (span_in_heights >= 4))
+    starts, ends = np.full((len(pieces), 2), np.inf), np.full((len(pieces), 2), -np.inf)
+    np.minimum.at(starts, line, np.stack([left, top], axis=1))
+    np.maximum.at(ends, line, np.stack([left + width, top + height], axis=1))
+    return np.hstack([starts, ends])[is_line]
 
 
 def _component_labels(adjacency: np.ndarray) -> np.ndarray:
@@ -147,18 +151,27 @@ def _component_labels(adjacency: np.ndarray) -> np.ndarray:
 
 
 class ScreenedDetector:
-    """Runs the (slow) `detector` only on pictures whose edges hold text-like lines.
+    """Runs the (slow) `detector` only where a picture's edges hold text-like lines.
 
     The screen is tuned to pass more than OCR would flag: it only decides what OCR needs to read.
+    OCR reads the band around the lines (a line height of margin), not the whole picture: a caption
+    strip takes a fraction of the 15–30 ms a 512² picture does.
     """
 
     def __init__(self, detector: TextDetector) -> None:
         self.detector = detector
 
     def detect(self, pixels: np.ndarray, grey: np.ndarray) -> TextFinding:
-        if text_like_lines(grey) == 0:
+        boxes = text_line_boxes(grey)
+        if len(boxes) == 0:
             return TextFinding(words=0, area=0.0, sample="", read=False)
-        return self.detector.detect(pixels, grey)
+        margin = float((boxes[:, 3] - boxes[:, 1]).max())
+        height, width = grey.shape
+        left, top = (max(0, int(value - margin)) for value in boxes[:, :2].min(axis=0))
+        right, bottom = int(min(width, boxes[:, 2].max() + margin)), int(min(height, boxes[:, 3].max() + margin))
+        finding = self.detector.detect(pixels[top:bottom, left:right], grey[top:bottom, left:right])
+        band_share = (right - left) * (bottom - top) / (width * height)
+        return TextFinding(finding.words, round(finding.area * band_share, 4), finding.sample, finding.read)
 
 
 def make_text_detector(kind: str, max_side: int, tessdata_dir: str | None, prescreen: bool = True) -> TextDetector:

@@ -192,6 +192,28 @@ def test_the_prescreen_sends_pictures_with_text_to_ocr_and_most_textless_ones_no
     assert inner.read == 12 + sum(finding.read for finding in textless)
 
 
+class BandRecorder:
+    """Reports that text fills whatever it is given, and keeps what that was."""
+
+    def __init__(self) -> None:
+        self.shapes: list[tuple[int, ...]] = []
+
+    def detect(self, pixels: np.ndarray, grey: np.ndarray) -> TextFinding:
+        self.shapes.append(grey.shape)
+        assert pixels.shape[:2] == grey.shape
+        return TextFinding(words=3, area=1.0, sample="band")
+
+
+def test_ocr_reads_the_band_around_the_lines_and_the_area_is_of_the_whole_picture() -> None:
+    recorder = BandRecorder()
+    # with_text writes a caption in a white box along the bottom of the picture.
+    finding = ScreenedDetector(recorder).detect(*rgb_and_grey(with_text(scene(4)).resize((512, 512))))
+    ((band_height, band_width),) = recorder.shapes
+    assert band_height < 256 and band_width <= 512
+    assert finding.area == pytest.approx(band_height * band_width / 512**2, abs=1e-4)
+    assert finding.words == 3 and finding.read
+
+
 def test_a_small_output_size_judges_blur_and_text_at_full_measuring_resolution(tmp_path: Path) -> None:
     config = AnalysisConfig(options=FilterOptions(size=64, min_side=64), max_pixels=10**8)
     detector = ScreenedDetector(TesseractDetector())
