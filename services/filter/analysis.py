@@ -25,7 +25,7 @@ import xxhash
 
 from services.common.storage import atomic_write, sha256_hex
 from services.filter.dedup import perceptual_hash
-from services.filter.imaging import DecodeError, decode, encode, normalise_pixels, resize_pixels
+from services.filter.imaging import DecodeError, decode, encode, fit_within, normalise_pixels
 from services.filter.params import FilterOptions
 from services.filter.quality import MEASURE_SIDE, measure_grey
 from services.filter.text import TextDetector, make_text_detector
@@ -94,9 +94,7 @@ def options_digest(config: AnalysisConfig) -> str:
 
 
 def _thumbnail(pixels: np.ndarray, side: int) -> str:
-    height, width = pixels.shape[:2]
-    scale = min(1.0, side / max(width, height))
-    small = resize_pixels(pixels, max(1, round(width * scale)), max(1, round(height * scale)))
+    small = fit_within(pixels, side)
     return "data:image/jpeg;base64," + base64.b64encode(simplejpeg.encode_jpeg(small, 70)).decode()
 
 

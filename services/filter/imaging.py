@@ -47,7 +47,7 @@ def decode(
 ) -> Decoded:
     """Decode to upright RGB pixels: first frame, EXIF orientation applied, alpha on `background`.
 
-    With `shrink_to`, a JPEG whose shorter side is at least twice that is decoded at 1/2 … 1/8
+    With `shrink_to`, a YCbCr or grey JPEG whose shorter side is at least twice that is decoded at 1/2 … 1/8
     scale in the DCT domain (libjpeg's scaled IDCT), never below `shrink_to`: far less work than
     decoding every pixel and throwing most of them away in a resize.
     Raises DecodeError("too_large" | "undecodable", detail) instead of crashing or allocating a bomb.
@@ -163,6 +163,13 @@ def resize_pixels(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
     else:
         interpolation = cv2.INTER_CUBIC
     return cv2.resize(pixels, (width, height), interpolation=interpolation)
+
+
+def fit_within(pixels: np.ndarray, max_side: int) -> np.ndarray:
+    """The pixels shrunk, keeping their shape, so neither side exceeds `max_side` (unchanged if they fit)."""
+    height, width = pixels.shape[:2]
+    scale = min(1.0, max_side / max(width, height))
+    return resize_pixels(pixels, max(1, round(width * scale)), max(1, round(height * scale)))
 
 
 def encode(pixels: np.ndarray, output_format: str, jpeg_quality: int) -> tuple[bytes, str, str]:

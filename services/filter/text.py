@@ -10,7 +10,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from services.filter.imaging import resize_pixels
+from services.filter.imaging import fit_within
 
 MIN_WORD_CONFIDENCE = 60.0
 GRADIENT_ELEMENT = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
@@ -62,9 +62,7 @@ class TesseractDetector:
 
     def detect(self, pixels: np.ndarray, grey: np.ndarray) -> TextFinding:
         del pixels  # OCR reads grey
-        scale = min(1.0, self.max_side / max(grey.shape))
-        if scale < 1:
-            grey = resize_pixels(grey, max(1, round(grey.shape[1] * scale)), max(1, round(grey.shape[0] * scale)))
+        grey = fit_within(grey, self.max_side)
         picture_height, picture_width = grey.shape
         self.engine.SetImageBytes(np.ascontiguousarray(grey).tobytes(), picture_width, picture_height, 1, picture_width)
         # The TSV rows are the `tesseract … tsv` program's: level … width height conf text.
