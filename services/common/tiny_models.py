@@ -91,8 +91,14 @@ def build_tiny_sd(directory: Path, seed: int = 0) -> Path:
         norm_num_groups=32,
         sample_size=64,
     )
+    # SD1.5's own schedule; steps_offset and clip_sample as the pipeline would otherwise rewrite them (with a warning).
     scheduler = DDPMScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        steps_offset=1,
+        clip_sample=False,
     )
     pipeline = StableDiffusionPipeline(
         vae=vae,
