@@ -1,12 +1,15 @@
 """A dataset's caption set in the object store: publish the exports, list and edit captions.
 
 Used by the caption job and by the API (so no torch here). `captions.json` is written last: a
-reader that finds it also finds every image and sidecar it names.
+reader that finds it also finds every image and sidecar it names. Each hand edit is also kept as
+its own object under `edits/`, apart from the exports, so publishing the job's captions again
+keeps it (until a job asks to discard hand edits).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from pydantic import BaseModel, Field
 
@@ -26,9 +29,14 @@ from services.captioner.exports import (
 )
 from services.captioner.params import MAX_CAPTION_CHARS
 from services.captioner.scrub import NameScrubber, normalize_whitespace
+from services.common.locks import KeyedLocks
 from services.common.storage import ObjectStore
 
 RULES_FILE = "rules.json"
+EDITS = "edits"
+# Two edits of one set at once would each rewrite the tables from what they read, and one would
+# lose the other's caption there; edits of a set wait for each other (the API is one process).
+_SET_LOCKS = KeyedLocks()
 _CONTENT_TYPES = {".json": "application/json", ".jsonl": "application/jsonl", ".csv": "text/csv", ".txt": "text/plain"}
 
 
@@ -49,6 +57,12 @@ class CaptionNotFoundError(KeyError):
 
 class CaptionRejectedError(ValueError):
     """An edited caption that cannot be used (empty after scrubbing)."""
+
+
+@dataclass(frozen=True)
+class Published:
+    keys: dict[str, str]  # export name → key
+    hand_edits: int  # captions in the set that a person wrote
 
 
 class CaptionCatalog:
@@ -75,10 +89,29 @@ class CaptionCatalog:
             return CaptionRules()
         return CaptionRules.model_validate_json(self.store.get_bytes(self.key(RULES_FILE)))
 
+    def edit_key(self, file_name: str) -> str:
+        return self.key(f"{EDITS}/{file_name}.json")
+
+    def hand_edits(self) -> dict[str, str]:
+        """The captions people wrote, by file name."""
+        start = len(self.key(EDITS + "/"))
+        return {
+            key[start : -len(".json")]: self.store.get_json(key)["text"]
+            for key in self.store.list(self.key(EDITS + "/"))
+            if key.endswith(".json")
+        }
+
+    def discard_hand_edits(self) -> int:
+        """Forget every hand edit (the next publish writes the job's captions); return how many there were."""
+        keys = [key for key in self.store.list(self.key(EDITS + "/")) if key.endswith(".json")]
+        for key in keys:
+            self.store.delete(key)
+        return len(keys)
+
     def publish(
         self, entries: list[CaptionEntry], rules: CaptionRules, image_bytes: Callable[[CaptionEntry], bytes]
-    ) -> dict[str, str]:
-        """Write every export and drop files of images no longer in the set; return the keys."""
+    ) -> Published:
+        """Write every export, with hand edits in place of the given captions; drop images no longer in the set."""
         check_unique_names(entries)
         wanted: set[str] = set()
         for entry in entries:
@@ -88,16 +121,26 @@ class CaptionCatalog:
                 data = image_bytes(entry)
                 for key in missing:
                     self.store.put_bytes(key, data)
-            sidecar = self.key(sidecar_path(entry.file_name))
-            self.store.put_bytes(sidecar, render_sidecar(entry), "text/plain")
-            wanted.update([*copies, sidecar])
+            wanted.update([*copies, self.key(sidecar_path(entry.file_name))])
         for folder in (IMAGEFOLDER, KOHYA):
             for key in self.store.list(self.key(folder + "/")):
                 if key not in wanted and key != self.key(METADATA_JSONL):
                     self.store.delete(key)
         self.store.put_bytes(self.key(RULES_FILE), rules.model_dump_json(indent=1).encode(), "application/json")
-        self._write_tables(entries)
-        return {
+        # Hand edits are read last, next to the writes that use them: an edit made while the images
+        # were copied is kept too.
+        with _SET_LOCKS(self.prefix):
+            edits = self.hand_edits()
+            entries = [
+                entry.model_copy(update={"text": edits[entry.file_name], "edited": True})
+                if entry.file_name in edits
+                else entry
+                for entry in entries
+            ]
+            for entry in entries:
+                self.store.put_bytes(self.key(sidecar_path(entry.file_name)), render_sidecar(entry), "text/plain")
+            self._write_tables(entries)
+        keys = {
             "captions": self.key(CAPTIONS_JSON),
             "csv": self.key(CAPTIONS_CSV),
             "txt": self.key(CAPTIONS_TXT),
@@ -105,6 +148,7 @@ class CaptionCatalog:
             "imagefolder": self.key(IMAGEFOLDER + "/"),
             "kohya": self.key(KOHYA + "/"),
         }
+        return Published(keys, sum(entry.edited for entry in entries))
 
     def _write_tables(self, entries: list[CaptionEntry]) -> None:
         tables = render_tables(entries)
@@ -115,15 +159,17 @@ class CaptionCatalog:
 
     def edit(self, file_name: str, text: str) -> CaptionEntry:
         """Replace one caption (scrubbed like the job's, cut to MAX_CAPTION_CHARS) and rewrite the exports."""
-        entries = self.entries()
-        index = next((i for i, entry in enumerate(entries) if entry.file_name == file_name), None)
-        if index is None:
-            raise CaptionNotFoundError(file_name)
         cleaned = self.rules().scrubber().scrub(normalize_whitespace(text))[:MAX_CAPTION_CHARS].strip()
-        if not cleaned:
-            raise CaptionRejectedError("the caption is empty once names and titles are removed")
-        entries[index] = entries[index].model_copy(update={"text": cleaned})
-        # Only this image's sidecar changes; the tables hold every caption and are rewritten.
-        self.store.put_bytes(self.key(sidecar_path(file_name)), render_sidecar(entries[index]), "text/plain")
-        self._write_tables(entries)
+        with _SET_LOCKS(self.prefix):
+            entries = self.entries()
+            index = next((i for i, entry in enumerate(entries) if entry.file_name == file_name), None)
+            if index is None:
+                raise CaptionNotFoundError(file_name)
+            if not cleaned:
+                raise CaptionRejectedError("the caption is empty once names and titles are removed")
+            entries[index] = entries[index].model_copy(update={"text": cleaned, "edited": True})
+            self.store.put_json(self.edit_key(file_name), {"text": cleaned})
+            # Only this image's sidecar changes; the tables hold every caption and are rewritten.
+            self.store.put_bytes(self.key(sidecar_path(file_name)), render_sidecar(entries[index]), "text/plain")
+            self._write_tables(entries)
         return entries[index]

@@ -81,9 +81,9 @@ def caption_folder(source: Path, output: Path, params: CaptionParams, settings: 
             scrubber,
             progress,
         )
-    keys = catalog.publish(outcome.entries, rules, read_bytes)
+    published = catalog.publish(outcome.entries, rules, read_bytes)
     return {
-        **{name: str(output / key) for name, key in keys.items()},
+        **{name: str(output / key) for name, key in published.keys.items()},
         "count": len(outcome.entries),
         "skipped": outcome.skipped,
     }
@@ -111,6 +111,9 @@ def register(app: typer.Typer) -> None:
         max_new_tokens: int = 40,
         repetition_penalty: float = 1.3,
         model: Annotated[str | None, typer.Option(help="Hub id or folder (default GHIBLI_CAPTIONER_MODEL_ID).")] = None,
+        discard_hand_edits: Annotated[
+            bool, typer.Option(help="With --api: replace captions people edited with new ones (kept by default).")
+        ] = False,
     ) -> None:
         """BLIP captions without character names or titles, exported for diffusers and kohya."""
         try:
@@ -127,6 +130,7 @@ def register(app: typer.Typer) -> None:
                 style_suffix=style_suffix,
                 subject=subject,
                 extra_names=name or [],
+                discard_hand_edits=discard_hand_edits,
             )
         except ValidationError as error:
             typer.echo(str(error), err=True)

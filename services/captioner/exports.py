@@ -38,6 +38,7 @@ class CaptionEntry(BaseModel):
     source_sha256: str | None = None
     character: str | None = None
     movie: str | None = None
+    edited: bool = False  # written by a person: a rerun of the caption job keeps it
 
 
 def sidecar_path(file_name: str) -> str:

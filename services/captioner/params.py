@@ -25,6 +25,9 @@ class CaptionParams(BaseModel):
     )
     subject: str = Field("a character", min_length=1, max_length=50, description="Replaces a character's name.")
     extra_names: list[str] = Field(default_factory=list, max_length=500, description="More names to scrub (→ subject).")
+    discard_hand_edits: bool = Field(
+        False, description="Replace captions people edited with the job's (by default a rerun keeps them)."
+    )
 
     @model_validator(mode="after")
     def _lengths_are_ordered(self) -> CaptionParams:

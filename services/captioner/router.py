@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
 from services.api.deps import StoreDep
-from services.captioner.catalog import CaptionCatalog, CaptionNotFoundError, CaptionRejectedError
+from services.captioner.catalog import EDITS, CaptionCatalog, CaptionNotFoundError, CaptionRejectedError
 from services.captioner.exports import CaptionEntry
 from services.captioner.params import MAX_CAPTION_CHARS
 
@@ -23,6 +23,7 @@ class CaptionItem(BaseModel):
     file_name: str
     text: str
     image_key: str
+    edited: bool = Field(False, description="Written by a person; a rerun of the caption job keeps it.")
 
 
 class CaptionList(BaseModel):
@@ -34,7 +35,7 @@ class CaptionEdit(BaseModel):
 
 
 def _item(entry: CaptionEntry) -> CaptionItem:
-    return CaptionItem(file_name=entry.file_name, text=entry.text, image_key=entry.image_key)
+    return CaptionItem(file_name=entry.file_name, text=entry.text, image_key=entry.image_key, edited=entry.edited)
 
 
 def _catalog_or_404(store: StoreDep, dataset_id: str) -> CaptionCatalog:
@@ -46,10 +47,7 @@ def _catalog_or_404(store: StoreDep, dataset_id: str) -> CaptionCatalog:
 
 @router.get("/{dataset_id}/captions", response_model=CaptionList)
 def list_captions(dataset_id: str, store: StoreDep) -> CaptionList:
-    entries = _catalog_or_404(store, dataset_id).entries()
-    return CaptionList(
-        items=[CaptionItem(**entry.model_dump(include={"file_name", "text", "image_key"})) for entry in entries]
-    )
+    return CaptionList(items=[_item(entry) for entry in _catalog_or_404(store, dataset_id).entries()])
 
 
 @router.get("/{dataset_id}/captions/export.zip", response_class=FileResponse)
@@ -63,7 +61,7 @@ def download_exports(dataset_id: str, store: StoreDep) -> FileResponse:
     ):
         for key in store.list(catalog.prefix):
             relative = key[len(catalog.prefix) :]
-            if not relative.startswith("raw/"):  # the BLIP cache is internal
+            if not relative.startswith(("raw/", f"{EDITS}/")):  # the BLIP cache and the edit records are internal
                 archive.writestr(relative, store.get_bytes(key))
     return FileResponse(
         handle.name,
@@ -75,7 +73,8 @@ def download_exports(dataset_id: str, store: StoreDep) -> FileResponse:
 
 @router.put("/{dataset_id}/captions/{file_name}", response_model=CaptionItem)
 def edit_caption(dataset_id: str, file_name: str, body: CaptionEdit, store: StoreDep) -> CaptionItem:
-    """Replace one caption; names are scrubbed as in the job, and every export is rewritten."""
+    """Replace one caption; names are scrubbed as in the job, every export is rewritten, and a rerun of the
+    caption job keeps it (unless that job asks to `discard_hand_edits`)."""
     catalog = _catalog_or_404(store, dataset_id)
     try:
         entry = catalog.edit(file_name, body.text)

@@ -71,10 +71,13 @@ def run_caption(ctx: JobContext) -> dict[str, Any]:
         lambda done, total, message: ctx.progress(done, total, message),
     )
     ctx.progress(len(items), len(items) + 1, "writing exports", force=True)
-    keys = catalog.publish(outcome.entries, rules, lambda entry: store.get_bytes(entry.image_key))
+    discarded = catalog.discard_hand_edits() if params.discard_hand_edits else 0
+    published = catalog.publish(outcome.entries, rules, lambda entry: store.get_bytes(entry.image_key))
     IMAGES_PROCESSED.labels("caption").inc(outcome.captioned_now)
     return {
-        **keys,
+        **published.keys,
+        "hand_edits_kept": published.hand_edits,
+        "hand_edits_discarded": discarded,
         "count": len(outcome.entries),
         "skipped": outcome.skipped,
         "captioned_now": outcome.captioned_now,

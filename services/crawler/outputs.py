@@ -8,7 +8,6 @@ finished work and never stores an image twice.
 from __future__ import annotations
 
 import re
-import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +18,7 @@ from pydantic import BaseModel, Field
 from services.common.datasets import DatasetRepository
 from services.common.images import inspect_image
 from services.common.jobs import now
+from services.common.locks import KeyedLocks
 from services.common.storage import ObjectStore, atomic_write, sha256_hex
 
 Status = Literal["ok", "duplicate", "rejected"]
@@ -85,26 +85,14 @@ class Manifest(Protocol):
         ...
 
 
-class _PerDigestLocks:
-    """Two URLs with the same bytes can finish together; one must see the other's image as stored."""
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._locks: dict[str, threading.Lock] = {}
-
-    def __call__(self, data: bytes) -> threading.Lock:
-        with self._guard:
-            return self._locks.setdefault(sha256_hex(data), threading.Lock())
-
-
 class DatasetSink:
     def __init__(self, store: ObjectStore, dataset_id: str, max_pixels: int, job_id: str) -> None:
         self.repo = DatasetRepository(store)
         self.dataset_id, self.max_pixels, self.job_id = dataset_id, max_pixels, job_id
-        self.lock_for = _PerDigestLocks()
+        self.lock_for = KeyedLocks()  # by sha256: of two URLs with the same bytes, one sees the other's as stored
 
     def add(self, data: bytes, candidate: Candidate) -> StoredImage:
-        with self.lock_for(data):
+        with self.lock_for(sha256_hex(data)):
             record, new = self.repo.add_raw_image(
                 self.dataset_id,
                 data,
@@ -134,7 +122,7 @@ class FolderSink:
 
     def __init__(self, out_dir: Path, max_pixels: int) -> None:
         self.out_dir, self.max_pixels = out_dir, max_pixels
-        self.lock_for = _PerDigestLocks()
+        self.lock_for = KeyedLocks()  # by sha256, as in DatasetSink
         self.known: dict[str, Path] = {
             path.stem: path for path in out_dir.glob("*/*.*") if re.fullmatch(r"[0-9a-f]{64}", path.stem)
         }
@@ -142,7 +130,7 @@ class FolderSink:
     def add(self, data: bytes, candidate: Candidate) -> StoredImage:
         extension, content_type, width, height = inspect_image(data, self.max_pixels)
         digest = sha256_hex(data)
-        with self.lock_for(data):
+        with self.lock_for(sha256_hex(data)):
             path = self.known.get(digest)
             new = path is None
             if path is None:

@@ -46,7 +46,8 @@ def test_job_writes_every_export_in_sync(any_store: ObjectStore, local_settings:
     entries = json.loads((export / "captions.json").read_text())
     manifest = any_store.get_json(f"datasets/{dataset.id}/filtered/manifest.json")
     assert [entry["image_key"] for entry in entries] == [image["key"] for image in manifest["images"]]
-    assert set(entries[0]) == {"file_name", "image_key", "text", "source_sha256", "character", "movie"}
+    assert set(entries[0]) == {"file_name", "image_key", "text", "source_sha256", "character", "movie", "edited"}
+    assert result["hand_edits_kept"] == 0 and not any(entry["edited"] for entry in entries)
     names = [c.character for c in CHARACTERS] + [c.movie for c in CHARACTERS]
     for entry in entries:
         assert entry["text"].startswith("ghblstyle, ") and entry["text"].endswith(", in Ghibli style")

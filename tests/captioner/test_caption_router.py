@@ -7,12 +7,16 @@ import io
 import json
 import zipfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from unittest.mock import ANY
 
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from services.api.app import create_app
+from services.captioner.catalog import CaptionCatalog
 from services.captioner.params import MAX_CAPTION_CHARS, CaptionParams
 from services.captioner.tasks import run_caption
 from services.common.jobs import JobContext, JobRepository
@@ -21,12 +25,15 @@ from services.common.storage import ObjectStore
 from tests.captioner.helpers import make_filtered_dataset
 
 
+def caption_job(store: ObjectStore, settings: Settings, **params: Any) -> dict[str, Any]:
+    job = JobRepository(store).create("caption", params)
+    return run_caption(JobContext(job, CaptionParams.model_validate(params), store, settings))
+
+
 @pytest.fixture
 def captioned(tiny_blip_env: object, local_store: ObjectStore, local_settings: Settings) -> str:
     dataset = make_filtered_dataset(local_store, count=3)
-    params = {"dataset_id": dataset.id, "trigger": "ghblstyle"}
-    job = JobRepository(local_store).create("caption", params)
-    run_caption(JobContext(job, CaptionParams.model_validate(params), local_store, local_settings))
+    caption_job(local_store, local_settings, dataset_id=dataset.id, trigger="ghblstyle")
     return dataset.id
 
 
@@ -43,7 +50,8 @@ def test_list_returns_every_caption_with_its_image(
     assert response.status_code == 200
     items = response.json()["items"]
     assert len(items) == 3
-    assert set(items[0]) == {"file_name", "text", "image_key"}
+    assert set(items[0]) == {"file_name", "text", "image_key", "edited"}
+    assert not any(item["edited"] for item in items)
     for item in items:
         assert local_store.exists(item["image_key"])
         assert item["text"].startswith("ghblstyle, ")
@@ -72,6 +80,46 @@ def test_edit_scrubs_names_and_rewrites_every_export(
     assert {row["file_name"]: row["text"] for row in metadata} == listed
     assert f"{file_name}\t{expected}\n" in local_store.get_bytes(prefix + "captions.txt").decode()
     assert local_store.get_bytes(prefix + f"kohya/{file_name.rsplit('.', 1)[0]}.txt").decode() == expected + "\n"
+
+
+def test_a_rerun_of_the_caption_job_keeps_hand_edits_unless_told_to_discard_them(
+    client: TestClient, captioned: str, local_store: ObjectStore, local_settings: Settings
+) -> None:
+    file_name = client.get(f"/v1/datasets/{captioned}/captions").json()["items"][0]["file_name"]
+    edited = client.put(f"/v1/datasets/{captioned}/captions/{file_name}", json={"text": "a girl on a red bridge"})
+    assert edited.json() == {"file_name": file_name, "text": "a girl on a red bridge", "image_key": ANY, "edited": True}
+
+    # New caption rules (another trigger) rewrite every caption but the one a person wrote.
+    result = caption_job(local_store, local_settings, dataset_id=captioned, trigger="ghibli")
+    assert result["hand_edits_kept"] == 1 and result["hand_edits_discarded"] == 0
+    listed = {item["file_name"]: item for item in client.get(f"/v1/datasets/{captioned}/captions").json()["items"]}
+    assert listed[file_name]["text"] == "a girl on a red bridge" and listed[file_name]["edited"]
+    others = [item for name, item in listed.items() if name != file_name]
+    assert all(item["text"].startswith("ghibli, ") and not item["edited"] for item in others)
+    prefix = f"datasets/{captioned}/captions/"
+    sidecar = prefix + f"kohya/{file_name.rsplit('.', 1)[0]}.txt"
+    assert local_store.get_bytes(sidecar).decode() == "a girl on a red bridge\n"
+    assert f"{file_name},a girl on a red bridge" in local_store.get_bytes(prefix + "captions.csv").decode()
+    names = zipfile.ZipFile(io.BytesIO(client.get(f"/v1/datasets/{captioned}/captions/export.zip").content)).namelist()
+    assert not any(name.startswith("edits/") for name in names)
+
+    result = caption_job(local_store, local_settings, dataset_id=captioned, trigger="ghibli", discard_hand_edits=True)
+    assert result["hand_edits_kept"] == 0 and result["hand_edits_discarded"] == 1
+    listed = {item["file_name"]: item for item in client.get(f"/v1/datasets/{captioned}/captions").json()["items"]}
+    assert listed[file_name]["text"].startswith("ghibli, ") and not listed[file_name]["edited"]
+
+
+def test_edits_of_different_captions_at_once_all_reach_the_exports(
+    tiny_blip_env: object, local_store: ObjectStore, local_settings: Settings
+) -> None:
+    dataset = make_filtered_dataset(local_store, count=8)
+    caption_job(local_store, local_settings, dataset_id=dataset.id)
+    catalog = CaptionCatalog.for_dataset(local_store, dataset.id)
+    texts = {entry.file_name: f"picture number {index} by a river" for index, entry in enumerate(catalog.entries())}
+    with ThreadPoolExecutor(len(texts)) as pool:
+        list(pool.map(lambda item: catalog.edit(*item), texts.items()))
+    assert {entry.file_name: entry.text for entry in catalog.entries()} == texts
+    assert catalog.hand_edits() == texts
 
 
 @pytest.mark.parametrize(
