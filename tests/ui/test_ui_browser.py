@@ -153,6 +153,7 @@ def test_captions_are_edited_loras_downloaded_and_images_generated_from_the_page
                 break
             time.sleep(0.2)
         assert saved.endswith("a girl with a red bow on a hill above the sea"), saved
+        page.wait_for_selector(f"#caption-grid textarea.edited[data-file='{file_name}']", timeout=5_000)
 
         page.click("nav button[data-tab=loras]")
         page.wait_for_selector("text=ui-test-lora")

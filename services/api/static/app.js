@@ -93,14 +93,20 @@ async function showCaptions(datasetId) {
     document.getElementById("caption-grid").replaceChildren();
     return;
   }
-  note.textContent = "Edit a caption and leave the field to save it; the exports are regenerated.";
+  note.textContent = "Edit a caption and leave the field to save it; the exports are regenerated, and a rerun " +
+    "of the caption job keeps your edits (marked with a bar).";
   const figures = await Promise.all(captions.items.map((item) => {
     const text = element("textarea", { "data-file": item.file_name });
     text.value = item.text;
+    text.classList.toggle("edited", item.edited);
     text.addEventListener("change", () =>
       api(`/v1/datasets/${datasetId}/captions/${encodeURIComponent(item.file_name)}`, {
         method: "PUT", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ text: text.value }),
-      }).then(() => showError("")).catch((error) => showError(error.message)));
+      }).then((saved) => {
+        text.value = saved.text; // as stored: names scrubbed
+        text.classList.add("edited");
+        showError("");
+      }).catch((error) => showError(error.message)));
     return figure(item.image_key, text);
   }));
   document.getElementById("caption-grid").replaceChildren(...figures);
