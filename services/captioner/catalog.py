@@ -92,18 +92,17 @@ class CaptionCatalog:
     def edit_key(self, file_name: str) -> str:
         return self.key(f"{EDITS}/{file_name}.json")
 
+    def _edit_keys(self) -> list[str]:
+        return [key for key in self.store.list(self.key(EDITS + "/")) if key.endswith(".json")]
+
     def hand_edits(self) -> dict[str, str]:
         """The captions people wrote, by file name."""
         start = len(self.key(EDITS + "/"))
-        return {
-            key[start : -len(".json")]: self.store.get_json(key)["text"]
-            for key in self.store.list(self.key(EDITS + "/"))
-            if key.endswith(".json")
-        }
+        return {key[start : -len(".json")]: self.store.get_json(key)["text"] for key in self._edit_keys()}
 
     def discard_hand_edits(self) -> int:
         """Forget every hand edit (the next publish writes the job's captions); return how many there were."""
-        keys = [key for key in self.store.list(self.key(EDITS + "/")) if key.endswith(".json")]
+        keys = self._edit_keys()
         for key in keys:
             self.store.delete(key)
         return len(keys)

@@ -130,7 +130,7 @@ class FolderSink:
     def add(self, data: bytes, candidate: Candidate) -> StoredImage:
         extension, content_type, width, height = inspect_image(data, self.max_pixels)
         digest = sha256_hex(data)
-        with self.lock_for(sha256_hex(data)):
+        with self.lock_for(digest):
             path = self.known.get(digest)
             new = path is None
             if path is None:

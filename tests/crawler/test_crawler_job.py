@@ -29,6 +29,8 @@ from tests.crawler.hosts import (
 )
 from tests.support import png_bytes
 
+# Two URLs serving the same bytes; they download concurrently, so either may be the one stored.
+TWINS = ("/good.png", "/good-again.png")
 HOWL = Character(character="Howl Jenkins Pendragon", movie="Howl's Moving Castle", aliases=["Wizard Howl"], limit=2)
 KIKI = Character(character="Kiki", movie="Kiki's Delivery Service", limit=3)
 
@@ -125,14 +127,13 @@ def test_crawl_job_records_every_url_and_stores_good_images_once(
         "Kiki from Kiki's Delivery Service Studio Ghibli",
     ]
     records = {line["url"]: line for line in manifest_lines(any_store, result["manifest"])}
-    # /good.png and /good-again.png serve the same bytes and download concurrently: whichever is
-    # stored first is "ok", the other is its duplicate.
-    twins = [records[hosts.url(path)] for path in ("/good.png", "/good-again.png")]
+    # Whichever twin is stored first is "ok", the other is its duplicate.
+    twins = [records[hosts.url(path)] for path in TWINS]
     assert sorted(record["status"] for record in twins) == ["duplicate", "ok"], twins
     assert twins[0]["sha256"] == twins[1]["sha256"] and twins[0]["key"] == twins[1]["key"]
     for path, reason in expected.items():
         record = records[hosts.url(path)]
-        if path in ("/good.png", "/good-again.png"):
+        if path in TWINS:
             continue
         if reason is None:
             assert record["status"] == "ok", record
