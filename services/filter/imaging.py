@@ -25,7 +25,10 @@ EXIF_TRANSPOSES = {
     8: Image.Transpose.ROTATE_90,
 }
 ROTATING_ORIENTATIONS = {5, 6, 7, 8}  # transposed or turned by 90°: width and height swap
-SHRINK_NEEDS_AREA = 1.5
+# Up to this much shrink a linear filter is as close to Lanczos as an area filter (38.8 vs 39.3 dB at 1.5×).
+LINEAR_MAX_SHRINK = 1.5
+# libjpeg-turbo has SIMD inverse DCTs for 1/2, 1/4 and 1/8 only: 3/8 of a 2560×1440 took 5.5 ms, 1/2 3.6 ms.
+DCT_SCALE_DIVISORS = (8, 4, 2)
 
 
 class DecodeError(ValueError):
@@ -62,7 +65,7 @@ def decode(
                 raise DecodeError("too_large", f"{width}x{height} exceeds the {max_pixels}-pixel cap")
             orientation = image.getexif().get(EXIF_ORIENTATION, 1)
             plain_jpeg = image.format in ("JPEG", "MPO") and image.mode in ("RGB", "L")  # MPO: a camera's JPEG
-            pixels = _decode_plain_jpeg(data, shrink_to) if plain_jpeg else None
+            pixels = _decode_plain_jpeg(data, (width, height), shrink_to) if plain_jpeg else None
             if pixels is None:
                 image.seek(0)  # animated GIF/WebP/APNG: the first frame
                 image.load()
@@ -80,17 +83,23 @@ def decode(
     return Decoded(pixels, (width, height))
 
 
-def _decode_plain_jpeg(data: bytes, shrink_to: int | None) -> np.ndarray | None:
+def _decode_plain_jpeg(data: bytes, size: tuple[int, int], shrink_to: int | None) -> np.ndarray | None:
     """A YCbCr or grey JPEG straight into RGB pixels with libjpeg-turbo, or None to leave it to Pillow.
 
-    About twice as fast as Pillow's decode plus its RGBX → RGB copy. Only scales of 1/2 or less
-    (min_factor 2): at 5/8–7/8 libjpeg-turbo took longer than decoding the whole picture.
+    About twice as fast as Pillow's decode plus its RGBX → RGB copy. Scaled only by 1/2, 1/4 or 1/8
+    (the largest that keeps the shorter side at least `shrink_to`): the scales between have no SIMD
+    code and took about as long as decoding every pixel.
     Anything libjpeg calls an error, even a recoverable one (a few stray bytes, which Pillow
     accepts), goes to Pillow, which decides as before; a truncated file fails there too.
     """
-    side = shrink_to or 0
+    width, height = size
+    divisor = next((d for d in DCT_SCALE_DIVISORS if shrink_to and min(width, height) // d >= shrink_to), 1)
     try:
-        return simplejpeg.decode_jpeg(data, "RGB", min_height=side, min_width=side, min_factor=2 if side else 1)
+        # libjpeg rounds a scaled side up: asking for at least that much at a divisor of at least
+        # `divisor` leaves it exactly one scale to choose.
+        return simplejpeg.decode_jpeg(
+            data, "RGB", min_height=-(-height // divisor), min_width=-(-width // divisor), min_factor=divisor
+        )
     except ValueError:
         return None
 
@@ -156,12 +165,14 @@ def resize_pixels(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
     if pixels.shape[:2] == (height, width):
         return np.ascontiguousarray(pixels)
     shrink = max(pixels.shape[1] / width, pixels.shape[0] / height)
-    if shrink >= SHRINK_NEEDS_AREA:
-        interpolation = cv2.INTER_AREA  # averages every source pixel: no aliasing from large reductions
-    elif shrink > 1:
-        interpolation = cv2.INTER_LINEAR  # near 1:1 (DCT-scaled JPEGs land here): area's cost buys nothing
-    else:
-        interpolation = cv2.INTER_CUBIC
+    if LINEAR_MAX_SHRINK < shrink < 2:
+        # Between 1.5× and 2× a linear filter skips source pixels (aliasing). An area filter averages
+        # them all but took 2.7–5 ms for 768–1000 px to 512² RGB; enlarging to twice the target and
+        # halving (a 2×2 average) matches its quality (38.8 vs 39.0 dB against Lanczos) in 1.5–1.9 ms.
+        doubled = cv2.resize(pixels, (2 * width, 2 * height), interpolation=cv2.INTER_LINEAR)
+        return cv2.resize(doubled, (width, height), interpolation=cv2.INTER_LINEAR)
+    # 2× or more on one side only (a stretch: the halving above stops at the other side) needs the area filter.
+    interpolation = cv2.INTER_AREA if shrink >= 2 else cv2.INTER_LINEAR if shrink > 1 else cv2.INTER_CUBIC
     return cv2.resize(pixels, (width, height), interpolation=interpolation)
 
 
