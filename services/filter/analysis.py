@@ -2,7 +2,8 @@
 
 Each finished analysis is appended to `<work_dir>/analyses.jsonl` (after its normalised image is
 written), so a run killed halfway resumes where it stopped and only the dropped/kept decision is
-redone.
+redone. The normalised images of a batch go into one pack file, `<work_dir>/clean-<random>.pack`,
+each at the offset its analysis records.
 """
 
 from __future__ import annotations
@@ -14,16 +15,18 @@ import json
 import multiprocessing
 import os
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
 import simplejpeg
 import xxhash
 
-from services.common.storage import atomic_write, sha256_hex
+from services.common.storage import sha256_hex
 from services.filter.dedup import perceptual_hash
 from services.filter.imaging import DecodeError, decode, encode, fit_within, normalise_pixels
 from services.filter.params import FilterOptions
@@ -65,13 +68,61 @@ class ImageAnalysis:
     text_area: float = 0.0
     text_sample: str = ""
     text_read: bool = False  # the text detector read it (not switched off, not screened out)
-    clean_file: str | None = None  # normalised image, relative to the work dir
+    clean_file: str | None = None  # the normalised image's name: <sha256>.<extension>
     clean_sha256: str | None = None
+    clean_pack: str | None = None  # the pack file in the work dir that holds its bytes …
+    clean_offset: int = 0  # … from this offset
+    clean_size: int = 0
     thumbnail: str = ""  # data: URI for the contact sheet
 
     @property
     def phash_int(self) -> int:
         return int(self.phash or "0", 16)
+
+    def read_clean(self, work_dir: Path) -> bytes:
+        """The normalised image's bytes, from its pack."""
+        if not self.clean_pack:
+            raise ValueError(f"{self.item_id} has no normalised image (it was dropped before encoding)")
+        with (work_dir / self.clean_pack).open("rb") as pack:
+            pack.seek(self.clean_offset)
+            data = pack.read(self.clean_size)
+        if len(data) != self.clean_size:
+            raise ValueError(f"{self.clean_pack} ends before {self.item_id}'s normalised image does")
+        return data
+
+
+class CleanPack:
+    """One file the normalised images of a batch are appended to.
+
+    A file per picture cost ~1 ms each to create on the test machine's ext4 (an eighth of an
+    analysis); appending costs 0.04 ms. The file is created on the first image, so a batch that
+    keeps nothing leaves no file; a crash leaves bytes no journal line points at, which are ignored.
+    """
+
+    def __init__(self, work_dir: Path) -> None:
+        self.name = f"clean-{uuid.uuid4().hex}.pack"
+        self.path = work_dir / self.name
+        self._file: BinaryIO | None = None
+        self._size = 0
+
+    def append(self, data: bytes) -> int:
+        """Write `data` at the end; its offset."""
+        if self._file is None:
+            self._file = self.path.open("xb")
+        offset = self._size
+        self._file.write(data)
+        self._size += len(data)
+        return offset
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+    def __enter__(self) -> CleanPack:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def quality_problem(analysis: ImageAnalysis, options: FilterOptions) -> tuple[str, str] | None:
@@ -99,7 +150,7 @@ def _thumbnail(pixels: np.ndarray, side: int) -> str:
 
 
 def analyse_image(
-    item_id: str, data: bytes, config: AnalysisConfig, detector: TextDetector, work_dir: Path
+    item_id: str, data: bytes, config: AnalysisConfig, detector: TextDetector, pack: CleanPack
 ) -> ImageAnalysis:
     options = config.options
     try:
@@ -151,7 +202,7 @@ def analyse_image(
     encoded, extension, _ = encode(clean, options.output_format, options.jpeg_quality)
     analysis.clean_sha256 = sha256_hex(encoded)
     analysis.clean_file = f"{analysis.clean_sha256}.{extension}"
-    atomic_write(work_dir / analysis.clean_file, encoded, durable=False)  # a rebuildable cache
+    analysis.clean_pack, analysis.clean_offset, analysis.clean_size = pack.name, pack.append(encoded), len(encoded)
     return analysis
 
 
@@ -168,11 +219,11 @@ def _init_worker(config: AnalysisConfig) -> None:
     )
 
 
-def _analyse_safely(item_id: str, data: bytes, config: AnalysisConfig, work_dir: Path) -> ImageAnalysis:
+def _analyse_safely(item_id: str, data: bytes, config: AnalysisConfig, pack: CleanPack) -> ImageAnalysis:
     if getattr(_worker, "detector", None) is None:
         _init_worker(config)
     try:
-        return analyse_image(item_id, data, config, _worker.detector, work_dir)
+        return analyse_image(item_id, data, config, _worker.detector, pack)
     except Exception as error:  # an image that breaks a library is reported, never crashes the run
         return ImageAnalysis(item_id, reason="undecodable", detail=f"{type(error).__name__}: {error}")
 
@@ -186,12 +237,21 @@ def load_journal(work_dir: Path) -> dict[str, ImageAnalysis]:
     if not path.is_file():
         return {}
     finished = {}
+    pack_sizes: dict[str, int] = {}
     for line in path.read_text().splitlines():
         try:
             analysis = ImageAnalysis(**json.loads(line))
         except (ValueError, TypeError):
             continue
-        if not analysis.clean_file or (work_dir / analysis.clean_file).is_file():
+        if analysis.clean_file is None:  # dropped before encoding: nothing to find
+            finished[analysis.item_id] = analysis
+            continue
+        if not analysis.clean_pack:  # journaled before packs: its image is not where this version looks
+            continue
+        if analysis.clean_pack not in pack_sizes:
+            pack = work_dir / analysis.clean_pack
+            pack_sizes[analysis.clean_pack] = pack.stat().st_size if pack.is_file() else -1
+        if pack_sizes[analysis.clean_pack] >= analysis.clean_offset + analysis.clean_size:
             finished[analysis.item_id] = analysis
     return finished
 
@@ -238,8 +298,9 @@ def analyse_all(
             else:
                 pending_items.append((item_id, load))
         if workers <= 1 or len(pending_items) <= 1:
-            for item_id, load in pending_items:
-                finish(_analyse_safely(item_id, load(), config, work_dir))
+            for batch in _batches(pending_items):
+                for analysis in _analyse_batch(batch, config, work_dir):
+                    finish(analysis)
             return results
         with _make_executor(workers, config) as executor:
             in_flight: set[futures.Future[list[ImageAnalysis]]] = set()
@@ -273,4 +334,5 @@ def _batches(items: list[tuple[str, Callable[[], bytes]]]) -> Iterator[list[tupl
 
 
 def _analyse_batch(batch: list[tuple[str, bytes]], config: AnalysisConfig, work_dir: Path) -> list[ImageAnalysis]:
-    return [_analyse_safely(item_id, data, config, work_dir) for item_id, data in batch]
+    with CleanPack(work_dir) as pack:  # closed (its bytes written) before the parent journals the batch
+        return [_analyse_safely(item_id, data, config, pack) for item_id, data in batch]

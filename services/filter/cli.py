@@ -40,9 +40,9 @@ def filter_folder(source: Path, output: Path, options: FilterOptions, workers: i
     images_dir = output / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
     images = []
-    for item, analysis, path in outcome.kept:
-        target = images_dir / path.name  # the name is the output's sha256: rewriting it is harmless
-        target.write_bytes(path.read_bytes())
+    for item, analysis in outcome.kept:
+        target = images_dir / (analysis.clean_file or "")  # named by its sha256: rewriting it is harmless
+        target.write_bytes(outcome.clean_bytes(analysis))
         images.append(
             {
                 "key": str(target.relative_to(output)),

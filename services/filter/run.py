@@ -23,14 +23,19 @@ class FilterInput:
 @dataclass
 class FilterOutcome:
     entries: list[dict[str, Any]]  # one per input, in input order
-    kept: list[tuple[FilterInput, ImageAnalysis, Path]]  # with the normalised image file
+    kept: list[tuple[FilterInput, ImageAnalysis]]
     reasons: dict[str, int]
     balance: dict[str, list[dict[str, Any]]]
     html: str
+    work_dir: Path  # holds the normalised images' packs
 
     @property
     def dropped(self) -> int:
         return len(self.entries) - len(self.kept)
+
+    def clean_bytes(self, analysis: ImageAnalysis) -> bytes:
+        """A kept image's normalised bytes (its name is `analysis.clean_file`)."""
+        return analysis.read_clean(self.work_dir)
 
 
 def default_workers() -> int:
@@ -69,11 +74,11 @@ def filter_images(
         analysis, decision = analyses[item.item_id], decisions[item.item_id]
         entries.append(report_entry(analysis, decision, {"source_sha256": item.item_id, **item.provenance}))
         if decision.kept and analysis.clean_file:
-            kept.append((item, analysis, work_dir / analysis.clean_file))
+            kept.append((item, analysis))
     labels = {
         item.item_id: (item.provenance.get("character"), item.provenance.get("movie")) for item in unique.values()
     }
     per_group = balance(list(unique), decisions, labels)
     thumbnails = {analysis.item_id: analysis.thumbnail for analysis in ordered}
     page = render_contact_sheet(title, entries, thumbnails, per_group)
-    return FilterOutcome(entries, kept, reason_counts(decisions), per_group, page)
+    return FilterOutcome(entries, kept, reason_counts(decisions), per_group, page, work_dir)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from services.common.datasets import DatasetRepository
@@ -53,10 +54,12 @@ def run_filter(ctx: JobContext) -> dict[str, Any]:
     IMAGES_PROCESSED.labels("filter").inc(len(outcome.entries))
 
     images = []
-    for item, analysis, path in outcome.kept:
-        extension = path.suffix.lstrip(".")
+    for item, analysis in outcome.kept:
+        extension = Path(analysis.clean_file or "").suffix.lstrip(".")
         # Content-addressed: a rerun after a crash finds the object and writes nothing twice.
-        key, _ = store.put_content_addressed(CLEAN_NAMESPACE, path.read_bytes(), extension, _MIME[extension])
+        key, _ = store.put_content_addressed(
+            CLEAN_NAMESPACE, outcome.clean_bytes(analysis), extension, _MIME[extension]
+        )
         ctx.check_canceled()
         images.append(
             {

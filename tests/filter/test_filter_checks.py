@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from services.filter import dedup, text
-from services.filter.analysis import AnalysisConfig, analyse_image
+from services.filter.analysis import AnalysisConfig, CleanPack, analyse_image
 from services.filter.dedup import group_by_hash, near_pairs, perceptual_hash
 from services.filter.params import FilterOptions
 from services.filter.quality import measure_quality
@@ -39,7 +40,8 @@ VARIANTS = {
 def analysed_hash(picture: Image.Image, work_dir: Path) -> int:
     """The perceptual hash the filter gives a picture: of its normalised (512² centre-crop) copy."""
     config = AnalysisConfig(options=FilterOptions(min_side=64, text_detector="none"), max_pixels=10**8)
-    analysis = analyse_image("picture", encoded(picture, "PNG"), config, NoTextDetector(), work_dir)
+    with CleanPack(work_dir) as pack:
+        analysis = analyse_image("picture", encoded(picture, "PNG"), config, NoTextDetector(), pack)
     assert analysis.reason is None, analysis.detail
     return analysis.phash_int
 
@@ -217,14 +219,15 @@ def test_ocr_reads_the_band_around_the_lines_and_the_area_is_of_the_whole_pictur
 def test_a_small_output_size_judges_blur_and_text_at_full_measuring_resolution(tmp_path: Path) -> None:
     config = AnalysisConfig(options=FilterOptions(size=64, min_side=64), max_pixels=10**8)
     detector = ScreenedDetector(TesseractDetector())
-    sharp = analyse_image("sharp", encoded(scene(1)), config, detector, tmp_path)
-    soft = analyse_image("soft", encoded(blurred(scene(1), 3.0)), config, detector, tmp_path)
-    marked = analyse_image("marked", encoded(with_text(scene(2))), config, detector, tmp_path)
+    with CleanPack(tmp_path) as pack:
+        sharp = analyse_image("sharp", encoded(scene(1)), config, detector, pack)
+        soft = analyse_image("soft", encoded(blurred(scene(1), 3.0)), config, detector, pack)
+        marked = analyse_image("marked", encoded(with_text(scene(2))), config, detector, pack)
 
     assert sharp.blur is not None and sharp.blur >= DEFAULTS.blur_threshold
     assert soft.blur is not None and soft.blur < DEFAULTS.blur_threshold
     assert marked.text_words >= DEFAULTS.text_max_words or marked.text_area >= DEFAULTS.text_max_area
     assert marked.text_read and not sharp.text_read and not soft.text_read
     assert soft.clean_file is None and marked.clean_file is None  # dropped for their own sake: nothing encoded
-    with Image.open(tmp_path / (sharp.clean_file or "")) as clean:
+    with Image.open(io.BytesIO(sharp.read_clean(tmp_path))) as clean:
         assert clean.size == (64, 64)

@@ -14,7 +14,7 @@ from services.cli import app
 from services.common.datasets import DatasetRepository
 from services.common.jobs import JobContext, JobRepository
 from services.common.settings import Settings
-from services.common.storage import ObjectStore
+from services.common.storage import ObjectStore, sha256_hex
 from services.filter import analysis
 from services.filter.params import FilterParams
 from services.filter.tasks import run_filter
@@ -111,7 +111,8 @@ def test_parallel_analysis_matches_and_resumes_from_its_cache(
         assert type(executor).__name__.startswith(expected_kind)
     results = analysis.analyse_all(items, config, tmp_path, workers=2)
     assert sorted(results) == sorted(item_id for item_id, _ in items)
-    assert all(result.clean_file and (tmp_path / result.clean_file).is_file() for result in results.values())
+    assert all(sha256_hex(result.read_clean(tmp_path)) == result.clean_sha256 for result in results.values())
+    assert len(list(tmp_path.glob("clean-*.pack"))) == 1  # four pictures, one batch: one file for their images
 
     def must_not_load() -> bytes:
         raise AssertionError("a cached analysis was redone")
@@ -135,6 +136,23 @@ def test_a_journal_line_cut_short_by_a_crash_is_redone_and_the_rest_reused(tmp_p
     assert loads == [items[-1][0]]
     assert {key: value.phash for key, value in again.items()} == {key: value.phash for key, value in first.items()}
     assert len(analysis.load_journal(tmp_path)) == 3  # the redone line was appended after the cut one
+
+
+def test_an_image_whose_pack_was_cut_short_is_redone(tmp_path: Path) -> None:
+    config = analysis.AnalysisConfig(FilterParams(dataset_id="x", text_detector="none"), max_pixels=10**7)
+    items = [(f"{seed:064x}", (lambda seed=seed: encoded(scene(seed, (300, 300))))) for seed in range(3)]
+    first = analysis.analyse_all(items, config, tmp_path, workers=1)
+    last = max(first.values(), key=lambda result: result.clean_offset)
+    pack = tmp_path / (last.clean_pack or "")
+    pack.write_bytes(pack.read_bytes()[:-10])  # the disk filled while the last image was written
+
+    redone = analysis.load_journal(tmp_path)
+    assert sorted(redone) == sorted(item_id for item_id, _ in items if item_id != last.item_id)
+    with pytest.raises(ValueError, match="ends before"):
+        last.read_clean(tmp_path)
+    again = analysis.analyse_all(items, config, tmp_path, workers=1)[last.item_id]
+    assert again.clean_pack != last.clean_pack  # written anew, into a pack of its own
+    assert sha256_hex(again.read_clean(tmp_path)) == again.clean_sha256 == last.clean_sha256
 
 
 def test_the_cli_filters_a_folder(tmp_path: Path) -> None:
