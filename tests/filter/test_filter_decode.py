@@ -124,6 +124,13 @@ def test_a_large_jpeg_is_decoded_at_a_reduced_scale_that_still_covers_the_needed
     assert decode(data, CAP).pixels.shape == (2200, 1100, 3)
 
 
+def test_a_jpeg_is_scaled_by_a_power_of_two_only() -> None:
+    data = encoded(scene(4, (2560, 1440)), "JPEG", quality=90)
+    # 3/8 (960×540) would also cover 512, but libjpeg-turbo has no fast code for it: 1/2 is quicker.
+    assert decode(data, CAP, shrink_to=512).pixels.shape == (720, 1280, 3)
+    assert decode(data, CAP, shrink_to=360).pixels.shape == (360, 640, 3)
+
+
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_every_exif_orientation_is_turned_as_pillow_turns_it(orientation: int) -> None:
     exif = Image.Exif()
@@ -160,3 +167,16 @@ def test_large_reductions_average_like_an_area_filter() -> None:
     halved_twice = resize_pixels(pixels, 256, 256)
     area = cv2.resize(pixels, (256, 256), interpolation=cv2.INTER_AREA)
     assert np.abs(halved_twice.astype(int) - area).max() <= 1
+
+
+@pytest.mark.parametrize("source_side", [800, 864, 1000])
+def test_shrinks_between_one_and_a_half_and_two_come_as_close_to_lanczos_as_an_area_filter(source_side: int) -> None:
+    pixels = np.ascontiguousarray(np.asarray(scene(8, (source_side, source_side))))
+    reference = np.asarray(Image.fromarray(pixels).resize((512, 512), Image.Resampling.LANCZOS)).astype(float)
+
+    def psnr(resized: np.ndarray) -> float:
+        return float(10 * np.log10(255**2 / np.mean((resized.astype(float) - reference) ** 2)))
+
+    area = cv2.resize(pixels, (512, 512), interpolation=cv2.INTER_AREA)
+    linear = cv2.resize(pixels, (512, 512), interpolation=cv2.INTER_LINEAR)
+    assert psnr(resize_pixels(pixels, 512, 512)) >= psnr(area) - 0.5 > psnr(linear)
