@@ -11,7 +11,9 @@ FROM nvidia/cuda:13.0.0-base-ubuntu24.04 AS build
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 python3-venv \
     && rm -rf /var/lib/apt/lists/*
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_COMPILE=1
+# pip compiles bytecode as it installs: the runtime user cannot write the venv, and without .pyc files every
+# process (a Celery worker, the filter's forkserver) compiled the libraries it imports from source again.
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src

@@ -2,7 +2,9 @@
 # Filter worker (queue `filter`): core + [filter] (OpenCV headless, imagehash, Tesseract OCR), no torch.
 # Build from the repository root: docker build -f deploy/<name>.Dockerfile .
 FROM python:3.12.8-slim-bookworm AS build
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_COMPILE=1
+# pip compiles bytecode as it installs: the runtime user cannot write the venv, and without .pyc files every
+# process (a Celery worker, the filter's forkserver) compiled the libraries it imports from source again.
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
