@@ -91,7 +91,7 @@ def find_tessdata_dir() -> str:
 
 
 def text_line_boxes(grey: np.ndarray) -> np.ndarray:
-    """Boxes (left, top, right, bottom) of the rows of character-like shapes in a uint8 grey picture (~1 ms at 512²).
+    """Boxes (left, top, right, bottom) of the rows of character-like shapes in a uint8 grey picture (~0.8 ms at 512²).
 
     Edges (morphological gradient, Otsu threshold) split into connected pieces; letter-sized pieces
     (or whole words, when small letters touch) that sit level with neighbours of a similar height,
@@ -106,46 +106,9 @@ def text_line_boxes(grey: np.ndarray) -> np.ndarray:
     _, edges = cv2.threshold(gradient, otsu, 255, cv2.THRESH_BINARY)
     # Grana's block-based labelling: same labels, ~2× faster here than OpenCV's default algorithm.
     _, _, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(edges, 8, cv2.CV_32S, cv2.CCL_GRANA)
-    left, top, width, height, area = stats[1:].T.astype(np.float64)  # row 0 is the background
-    fill = area / (width * height)
-    piece = (height >= 6) & (height <= 100) & (width <= 8 * height) & (fill >= 0.15) & (fill <= 0.85)
-    left, top, width, height = left[piece], top[piece], width[piece], height[piece]
-    if len(left) == 0:
-        return np.empty((0, 4))
-    taller = np.maximum(height[:, None], height[None, :])
-    shorter = np.minimum(height[:, None], height[None, :])
-    centre = top + height / 2
-    gap = np.maximum(left[:, None], left[None, :]) - np.minimum(
-        (left + width)[:, None], (left + width)[None, :]
-    )  # negative when they overlap horizontally
-    neighbours = (
-        (np.abs(centre[:, None] - centre[None, :]) < 0.25 * taller) & (shorter > 0.5 * taller) & (gap < 0.8 * taller)
-    )
-    line = _component_labels(neighbours)
-    pieces = np.bincount(line)
-    span_in_heights = np.bincount(line, weights=width) / (np.bincount(line, weights=height) / pieces)
-    is_line = (pieces >= 3) | ((pieces >= 2) & (span_in_heights >= 4))
-    starts, ends = np.full((len(pieces), 2), np.inf), np.full((len(pieces), 2), -np.inf)
-    np.minimum.at(starts, line, np.stack([left, top], axis=1))
-    np.maximum.at(ends, line, np.stack([left + width, top + height], axis=1))
-    return np.hstack([starts, ends])[is_line]
+    from services.filter.text_lines import line_boxes_from_pieces  # compiled on import: see its module
 
-
-def _component_labels(adjacency: np.ndarray) -> np.ndarray:
-    """Connected components of a small symmetric boolean graph: labels 0, 1, … (each its smallest member's rank).
-
-    Each node takes the smallest label among itself and its neighbours, then its label's label, until
-    nothing changes. scipy's connected_components spends ~0.3 ms validating a graph of a few dozen
-    pieces, a quarter of the whole screen; this takes ~0.03 ms.
-    """
-    count = len(adjacency)
-    labels = np.arange(count)
-    while True:
-        smallest = np.minimum(labels, np.where(adjacency, labels[None, :], count).min(axis=1))
-        smallest = smallest[smallest]
-        if np.array_equal(smallest, labels):
-            return np.unique(labels, return_inverse=True)[1]
-        labels = smallest
+    return line_boxes_from_pieces(stats)
 
 
 class ScreenedDetector:
