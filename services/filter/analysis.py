@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures as futures
+import errno
 import hashlib
 import json
 import multiprocessing
@@ -88,11 +89,13 @@ class ImageAnalysis:
             data = pack.read(self.clean_size)
         if len(data) != self.clean_size:
             raise ValueError(f"{self.clean_pack} ends before {self.item_id}'s normalised image does")
+        if sha256_hex(data) != self.clean_sha256:
+            raise ValueError(f"{self.item_id}'s normalised image in {self.clean_pack} is not what was written")
         return data
 
 
 class CleanPack:
-    """One file the normalised images of a batch are appended to.
+    """The file the normalised images of a batch are appended to.
 
     A file per picture cost ~1 ms each to create on the test machine's ext4 (an eighth of an
     analysis); appending costs 0.04 ms. The file is created on the first image, so a batch that
@@ -100,23 +103,30 @@ class CleanPack:
     """
 
     def __init__(self, work_dir: Path) -> None:
-        self.name = f"clean-{uuid.uuid4().hex}.pack"
-        self.path = work_dir / self.name
+        self.work_dir = work_dir
+        self.name = ""
         self._file: BinaryIO | None = None
         self._size = 0
 
-    def append(self, data: bytes) -> int:
-        """Write `data` at the end; its offset."""
+    def append(self, data: bytes) -> tuple[str, int]:
+        """Write `data` at the end: (the pack's name, the offset)."""
         if self._file is None:
-            self._file = self.path.open("xb")
+            self.name, self._size = f"clean-{uuid.uuid4().hex}.pack", 0
+            self._file = (self.work_dir / self.name).open("xb", buffering=0)  # written through: no late errors
         offset = self._size
-        self._file.write(data)
+        try:
+            if self._file.write(data) != len(data):
+                raise OSError(errno.ENOSPC, f"short write to {self.name}")
+        except OSError:
+            self.close()  # it may end in part of an image: the next one starts a new pack
+            raise
         self._size += len(data)
-        return offset
+        return self.name, offset
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
+            self._file = None
 
     def __enter__(self) -> CleanPack:
         return self
@@ -202,7 +212,8 @@ def analyse_image(
     encoded, extension, _ = encode(clean, options.output_format, options.jpeg_quality)
     analysis.clean_sha256 = sha256_hex(encoded)
     analysis.clean_file = f"{analysis.clean_sha256}.{extension}"
-    analysis.clean_pack, analysis.clean_offset, analysis.clean_size = pack.name, pack.append(encoded), len(encoded)
+    analysis.clean_pack, analysis.clean_offset = pack.append(encoded)
+    analysis.clean_size = len(encoded)
     return analysis
 
 

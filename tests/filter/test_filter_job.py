@@ -155,6 +155,33 @@ def test_an_image_whose_pack_was_cut_short_is_redone(tmp_path: Path) -> None:
     assert sha256_hex(again.read_clean(tmp_path)) == again.clean_sha256 == last.clean_sha256
 
 
+def test_a_failed_write_starts_a_new_pack_and_damaged_bytes_are_refused(tmp_path: Path) -> None:
+    class FullDisk:
+        def write(self, data: bytes) -> int:
+            return len(data) // 2  # the disk filled halfway through
+
+        def close(self) -> None:
+            pass
+
+    with analysis.CleanPack(tmp_path) as pack:
+        first_pack, first_offset = pack.append(b"first image")
+        pack._file = FullDisk()  # type: ignore[assignment]
+        with pytest.raises(OSError, match="short write"):
+            pack.append(b"second image")
+        second_pack, second_offset = pack.append(b"third image")
+    assert (first_pack, first_offset) != (second_pack, second_offset) and second_offset == 0
+    assert (tmp_path / second_pack).read_bytes() == b"third image"
+
+    image = encoded(scene(1, (300, 300)))
+    config = analysis.AnalysisConfig(FilterParams(dataset_id="x", text_detector="none"), max_pixels=10**7)
+    result = analysis.analyse_all([("a" * 64, lambda: image)], config, tmp_path / "work", workers=1)["a" * 64]
+    damaged = bytearray((tmp_path / "work" / (result.clean_pack or "")).read_bytes())
+    damaged[result.clean_offset + result.clean_size // 2] ^= 0xFF
+    (tmp_path / "work" / (result.clean_pack or "")).write_bytes(bytes(damaged))
+    with pytest.raises(ValueError, match="not what was written"):
+        result.read_clean(tmp_path / "work")
+
+
 def test_the_cli_filters_a_folder(tmp_path: Path) -> None:
     source = tmp_path / "in" / "Kiki"
     source.mkdir(parents=True)
