@@ -38,6 +38,7 @@ from numba.extending import intrinsic
 from PIL import Image
 
 from services.filter.imaging import resize_pixels
+from services.filter.union_find import find, union
 
 HASH_BITS = 64
 PHASH_SIDE = 32  # imagehash.phash's input side for a 64-bit hash (hash_size 8 × highfreq_factor 4)
@@ -98,23 +99,6 @@ def _popcount(typingctx: object, value: types.Type) -> tuple[types.Signature, ob
 
 
 @njit(nogil=True, cache=True)
-def _find(parent: np.ndarray, node: int) -> int:
-    while parent[node] != node:
-        parent[node] = parent[parent[node]]  # path halving
-        node = parent[node]
-    return node
-
-
-@njit(nogil=True, cache=True)
-def _union(parent: np.ndarray, first: int, second: int) -> None:
-    first, second = _find(parent, first), _find(parent, second)
-    if first < second:  # the smallest index is the root
-        parent[second] = first
-    elif second < first:
-        parent[first] = second
-
-
-@njit(nogil=True, cache=True)
 def _sort_by_block(
     source_hashes: np.ndarray,
     source_indices: np.ndarray,
@@ -162,7 +146,7 @@ def _first_agreeing(xor: np.uint64, prefix: np.ndarray, depth: int, block_masks:
 def _report(first: int, second: int, parent: np.ndarray, pairs: np.ndarray, found: int) -> tuple[np.ndarray, int]:
     """Joins two indices in `parent`, or when that is empty (collecting) appends them to `pairs`."""
     if len(parent):
-        _union(parent, first, second)
+        union(parent, first, second)
         return pairs, found
     if found == len(pairs):
         pairs = np.concatenate((pairs, np.empty_like(pairs)))  # (copying with a slice takes seconds to compile)
@@ -280,9 +264,9 @@ def _explore(
 @njit(nogil=True, cache=True)
 def _merge_into(parent: np.ndarray, other: np.ndarray) -> None:
     for node in range(len(other)):
-        root = _find(other, node)
+        root = find(other, node)
         if root != node:
-            _union(parent, node, root)
+            union(parent, node, root)
 
 
 @njit(nogil=True, cache=True)
@@ -291,7 +275,7 @@ def _component_labels(parent: np.ndarray) -> np.ndarray:
     labels = np.empty(len(parent), dtype=np.int64)
     next_label = 0
     for node in range(len(parent)):
-        root = _find(parent, node)
+        root = find(parent, node)
         if root == node:
             labels[node] = next_label
             next_label += 1

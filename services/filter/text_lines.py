@@ -12,17 +12,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from services.filter.union_find import find, union
+
 MIN_PIECE_HEIGHT, MAX_PIECE_HEIGHT = 6, 100  # pixels of the 512² measuring copy
 MAX_PIECE_ASPECT = 8  # width / height: a whole word at most
 MIN_FILL, MAX_FILL = 0.15, 0.85  # edge pixels / box area: strokes, neither lone lines nor solid blobs
-
-
-@njit("int64(int64[::1], int64)", cache=True, nogil=True)
-def _root(parent: np.ndarray, node: int) -> int:
-    while parent[node] != node:
-        parent[node] = parent[parent[node]]  # path halving keeps later look-ups short
-        node = parent[node]
-    return node
 
 
 # Eager (typed) compilation: at import, so the forkserver that preloads this module holds the code.
@@ -59,13 +53,12 @@ def line_boxes_from_pieces(stats: np.ndarray) -> np.ndarray:
             gap = max(left_a, left_b) - min(left_a + width_a, left_b + width_b)  # negative when overlapping
             level = abs((top_a + height_a / 2) - (top_b + height_b / 2)) < 0.25 * taller
             if level and shorter > 0.5 * taller and gap < 0.8 * taller:
-                root_a, root_b = _root(parent, first), _root(parent, second)
-                parent[max(root_a, root_b)] = min(root_a, root_b)
+                union(parent, first, second)
     members = np.zeros(kept, np.int64)
     widths, heights = np.zeros(kept), np.zeros(kept)
     boxes = np.empty((kept, 4))
     for index in range(kept):
-        root, row = _root(parent, index), pieces[index]
+        root, row = find(parent, index), pieces[index]
         left, top = stats[row, 0], stats[row, 1]
         right, bottom = left + stats[row, 2], top + stats[row, 3]
         if members[root] == 0:
