@@ -16,6 +16,7 @@ import json
 import multiprocessing
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -221,13 +222,36 @@ def analyse_image(
 _worker = threading.local()
 
 
-def _init_worker(config: AnalysisConfig) -> None:
+def _init_worker(config: AnalysisConfig, owner_pid: int | None = None) -> None:
+    """Set up a worker thread or process; a process also leaves when `owner_pid` (the pool's owner) is gone."""
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")  # Tesseract's OpenMP threads fight the pool for cores
     cv2.setNumThreads(1)  # likewise OpenCV's own thread pool
     options = config.options
     _worker.detector = make_text_detector(
         options.text_detector, config.ocr_side, config.tessdata_dir, options.text_prescreen
     )
+    if owner_pid is not None:
+        threading.Thread(target=exit_when_gone, args=(owner_pid,), name="owner-watch", daemon=True).start()
+
+
+OWNER_CHECK_S = 1.0
+
+
+def exit_when_gone(owner_pid: int, interval_s: float = OWNER_CHECK_S) -> None:
+    """End this process once `owner_pid` no longer exists.
+
+    A pool worker whose owner was SIGKILLed (the OOM killer, a killed Celery worker) never learns of
+    it: it holds both ends of its own task queue, so it waits for work forever, and keeps the
+    forkserver alive with it.
+    """
+    while True:
+        time.sleep(interval_s)
+        try:
+            os.kill(owner_pid, 0)  # signal 0: only asks whether the process exists
+        except ProcessLookupError:
+            os._exit(1)
+        except PermissionError:
+            pass  # it exists (under another user): keep waiting
 
 
 def _analyse_safely(item_id: str, data: bytes, config: AnalysisConfig, pack: CleanPack) -> ImageAnalysis:
@@ -278,7 +302,9 @@ def _make_executor(workers: int, config: AnalysisConfig) -> futures.Executor:
     # worker without bytecode caches), the text pre-screen its compiled line grouping (0.4 s), the OCR
     # detector tesserocr (skipped by the server where missing).
     context.set_forkserver_preload([__name__, "scipy.fftpack", "services.filter.text_lines", "tesserocr"])
-    return futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(config,))
+    return futures.ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init_worker, initargs=(config, os.getpid())
+    )
 
 
 def analyse_all(

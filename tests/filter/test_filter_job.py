@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -180,6 +184,42 @@ def test_a_failed_write_starts_a_new_pack_and_damaged_bytes_are_refused(tmp_path
     (tmp_path / "work" / (result.clean_pack or "")).write_bytes(bytes(damaged))
     with pytest.raises(ValueError, match="not what was written"):
         result.read_clean(tmp_path / "work")
+
+
+OWNER_SCRIPT = """
+import os, sys, time
+from services.filter import analysis
+from services.filter.params import FilterParams
+config = analysis.AnalysisConfig(FilterParams(dataset_id="x", text_detector="none"), max_pixels=10**7)
+executor = analysis._make_executor(2, config)
+print(sorted({executor.submit(os.getpid).result() for _ in range(4)}), flush=True)
+time.sleep(600)
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")  # a zombie has ended; only its parent has not collected it
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads process states from /proc (Linux)")
+def test_pool_workers_end_when_their_owner_is_killed() -> None:
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER_SCRIPT], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2]
+    )
+    try:
+        workers = json.loads(owner.stdout.readline())  # type: ignore[union-attr]
+        assert workers and all(_running(pid) for pid in workers)
+    finally:
+        owner.send_signal(signal.SIGKILL)
+        owner.wait()
+    deadline = time.monotonic() + 10 * analysis.OWNER_CHECK_S
+    while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_running(pid) for pid in workers)
 
 
 def test_the_cli_filters_a_folder(tmp_path: Path) -> None:
