@@ -187,7 +187,7 @@ def test_a_failed_write_starts_a_new_pack_and_damaged_bytes_are_refused(tmp_path
 
 
 OWNER_SCRIPT = """
-import os, sys, time
+import os, time
 from services.filter import analysis
 from services.filter.params import FilterParams
 config = analysis.AnalysisConfig(FilterParams(dataset_id="x", text_detector="none"), max_pixels=10**7)
