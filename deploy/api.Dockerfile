@@ -1,7 +1,9 @@
-# syntax=docker/dockerfile:1.7
 # Gateway API image; also the pipeline worker's, and Flower's with EXTRAS=flower. Core + one extra, no torch.
 # Build from the repository root: docker build -f deploy/<name>.Dockerfile .
-FROM python:3.12.8-slim-bookworm AS build
+# The base image; a mirrored or locally built one (offline labs, registry proxies) is given with
+# --build-arg PYTHON_IMAGE=... (docs/DEPLOY.md, "Offline or behind a mirror").
+ARG PYTHON_IMAGE=python:3.12.8-slim-bookworm
+FROM ${PYTHON_IMAGE} AS build
 # pip compiles bytecode as it installs: the runtime user cannot write the venv, and without .pyc files every
 # process (a Celery worker, the filter's forkserver) compiled the libraries it imports from source again.
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -13,7 +15,7 @@ COPY services ./services
 ARG EXTRAS=api
 RUN --mount=type=cache,target=/root/.cache/pip pip install --constraint constraints.txt ".[${EXTRAS}]"
 
-FROM python:3.12.8-slim-bookworm
+FROM ${PYTHON_IMAGE}
 RUN useradd --create-home --uid 10001 app \
     && mkdir -p /data \
     && chown app:app /data

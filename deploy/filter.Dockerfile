@@ -1,7 +1,9 @@
-# syntax=docker/dockerfile:1.7
 # Filter worker (queue `filter`): core + [filter] (OpenCV headless, imagehash, Tesseract OCR), no torch.
 # Build from the repository root: docker build -f deploy/<name>.Dockerfile .
-FROM python:3.12.8-slim-bookworm AS build
+# The base image; a mirrored or locally built one (offline labs, registry proxies) is given with
+# --build-arg PYTHON_IMAGE=... (docs/DEPLOY.md, "Offline or behind a mirror").
+ARG PYTHON_IMAGE=python:3.12.8-slim-bookworm
+FROM ${PYTHON_IMAGE} AS build
 # pip compiles bytecode as it installs: the runtime user cannot write the venv, and without .pyc files every
 # process (a Celery worker, the filter's forkserver) compiled the libraries it imports from source again.
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -12,7 +14,7 @@ COPY pyproject.toml README.md deploy/constraints.txt ./
 COPY services ./services
 RUN --mount=type=cache,target=/root/.cache/pip pip install --constraint constraints.txt ".[filter]"
 
-FROM python:3.12.8-slim-bookworm
+FROM ${PYTHON_IMAGE}
 # tesseract-ocr (with its English data) finds text and watermarks.
 # Distribution package versions are not pinned: the security archive replaces them, so a pin would break the
 # build rather than make it reproducible.

@@ -1,11 +1,13 @@
-# syntax=docker/dockerfile:1.7
 # Inference: the HTTP server (own API + AUTOMATIC1111-compatible /sdapi/v1, port 7860) and, with
 # another command, the `infer` queue's worker; core + [inference].
 # Build from the repository root: docker build -f deploy/<name>.Dockerfile .
 # The CUDA *base* image (driver hooks, NVIDIA_* variables) is enough: PyPI's Linux torch wheel is the
 # CUDA 13.0 build and installs its own CUDA libraries, which a -runtime base would only duplicate.
 # CUDA 13 needs an NVIDIA driver >= 580 on the host; RTX 3090s (sm_86) are supported.
-FROM nvidia/cuda:13.0.0-base-ubuntu24.04 AS build
+# The base image; a mirrored or locally built one (offline labs, registry proxies) is given with
+# --build-arg CUDA_IMAGE=... (docs/DEPLOY.md, "Offline or behind a mirror").
+ARG CUDA_IMAGE=nvidia/cuda:13.0.0-base-ubuntu24.04
+FROM ${CUDA_IMAGE} AS build
 # Distribution package versions are not pinned: the security archive replaces them, so a pin would break the
 # build rather than make it reproducible.
 # hadolint ignore=DL3008
@@ -20,12 +22,16 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY deploy/constraints.txt ./
 # torch first, in a layer of its own: the same instructions in the three GPU images share it.
-RUN --mount=type=cache,target=/root/.cache/pip pip install --constraint constraints.txt torch
+# TORCH_INDEX_URL: an extra index holding other torch builds of the pinned version, e.g. the CPU one
+# (https://download.pytorch.org/whl/cpu) for a machine without GPUs; PyPI's default is the CUDA build.
+ARG TORCH_INDEX_URL=""
+RUN --mount=type=cache,target=/root/.cache/pip pip install --constraint constraints.txt \
+    ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} torch
 COPY pyproject.toml README.md ./
 COPY services ./services
 RUN --mount=type=cache,target=/root/.cache/pip pip install --constraint constraints.txt ".[inference]"
 
-FROM nvidia/cuda:13.0.0-base-ubuntu24.04
+FROM ${CUDA_IMAGE}
 # Distribution package versions are not pinned: the security archive replaces them, so a pin would break the
 # build rather than make it reproducible.
 # hadolint ignore=DL3008

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:  # Celery workers import this module and their images carry no starlette
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 JOB_DURATION = Histogram(
     "ghibli_job_duration_seconds",

@@ -12,34 +12,14 @@ import pytest
 from dockerfile_parse import DockerfileParser
 
 from services.common.registry import QUEUES
-from tests.deploy.deploy_files import DOCKERFILES, ROOT
+from tests.deploy.deploy_files import DOCKERFILES, ROOT, base_images, compose_build_args, installed_extras, instructions
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 EXTRAS: dict[str, list[str]] = PYPROJECT["project"]["optional-dependencies"]
 HADOLINT = ROOT / ".venv" / "bin" / "hadolint"
 SLIM_IMAGES = {"api", "crawler", "filter"}
-INSTALLED_EXTRA = re.compile(r'"\.\[([^\]]+)\]"')
 
 by_name = pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: path.stem)
-
-
-def instructions(dockerfile: Path) -> list[dict[str, Any]]:
-    return DockerfileParser(str(dockerfile)).structure
-
-
-def installed_extras(dockerfile: Path, build_args: dict[str, str]) -> set[str]:
-    """The extras `pip install ".[...]"` names, with ARG defaults and compose build args filled in."""
-    arguments: dict[str, str] = {}
-    extras: set[str] = set()
-    for instruction in instructions(dockerfile):
-        if instruction["instruction"] == "ARG":
-            name, _, default = instruction["value"].partition("=")
-            arguments[name] = build_args.get(name, default)
-        elif instruction["instruction"] == "RUN":
-            for group in INSTALLED_EXTRA.findall(instruction["value"]):
-                group = re.sub(r"\$\{(\w+)\}", lambda match: arguments[match.group(1)], group)
-                extras.update(extra.strip() for extra in group.split(","))
-    return extras
 
 
 def extra_closure(extra: str) -> set[str]:
@@ -52,14 +32,6 @@ def extra_closure(extra: str) -> set[str]:
         else:
             requirements.add(requirement)
     return requirements
-
-
-def compose_build_args(compose_config: dict[str, Any], dockerfile: Path) -> list[dict[str, str]]:
-    return [
-        service["build"].get("args", {})
-        for service in compose_config["services"].values()
-        if "build" in service and Path(service["build"]["context"]) / service["build"]["dockerfile"] == dockerfile
-    ]
 
 
 def test_every_service_image_has_a_dockerfile() -> None:
@@ -90,12 +62,10 @@ def test_each_ignored_rule_says_why(dockerfile: Path) -> None:
 
 @by_name
 def test_base_images_are_pinned_and_the_final_user_is_not_root(dockerfile: Path) -> None:
+    for image in base_images(dockerfile):
+        tag = image.rpartition(":")[2]
+        assert re.search(r"\d+\.\d+", tag), f"{dockerfile.name}: {image} is not pinned to a version"
     steps = instructions(dockerfile)
-    for step in steps:
-        if step["instruction"] == "FROM":
-            image = step["value"].split()[0]
-            tag = image.rpartition(":")[2]
-            assert re.search(r"\d+\.\d+", tag), f"{dockerfile.name}: {image} is not pinned to a version"
     final_stage = steps[max(index for index, step in enumerate(steps) if step["instruction"] == "FROM") :]
     users = [step["value"] for step in final_stage if step["instruction"] == "USER"]
     assert users and users[-1] not in {"root", "0"}, f"{dockerfile.name} runs as root"
@@ -114,7 +84,7 @@ def test_slim_images_pull_no_torch(dockerfile: Path, compose_config: dict[str, A
     for build_args in [{}, *compose_build_args(compose_config, dockerfile)]:
         for extra in installed_extras(dockerfile, build_args):
             assert not any(requirement.startswith("torch") for requirement in extra_closure(extra)), extra
-    bases = [step["value"] for step in instructions(dockerfile) if step["instruction"] == "FROM"]
+    bases = base_images(dockerfile)
     assert all(base.startswith("python:") for base in bases), bases
 
 
@@ -122,7 +92,7 @@ def test_slim_images_pull_no_torch(dockerfile: Path, compose_config: dict[str, A
     "dockerfile", [path for path in DOCKERFILES if path.stem not in SLIM_IMAGES], ids=lambda p: p.stem
 )
 def test_gpu_images_use_a_cuda_base(dockerfile: Path) -> None:
-    bases = [step["value"] for step in instructions(dockerfile) if step["instruction"] == "FROM"]
+    bases = base_images(dockerfile)
     assert all(base.startswith("nvidia/cuda:") for base in bases), bases
 
 
@@ -159,3 +129,29 @@ def test_constraints_pin_what_the_extras_require() -> None:
             name = canonicalize_name(requirement.name)
             assert name in pins, f"deploy/constraints.txt lacks {name}: run deploy/freeze_constraints.py"
             assert requirement.specifier.contains(pins[name]), f"{name}=={pins[name]} breaks {text}"
+
+
+@by_name
+def test_builds_offline_or_behind_a_mirror(dockerfile: Path) -> None:
+    text = dockerfile.read_text()
+    # A `# syntax=` line makes BuildKit pull a frontend image before anything else: offline builds fail there.
+    assert not re.search(r"^#\s*syntax\s*=", text, re.MULTILINE), f"{dockerfile.name} names a frontend image"
+    steps = instructions(dockerfile)
+    first_from = next(index for index, step in enumerate(steps) if step["instruction"] == "FROM")
+    global_args = {step["value"].partition("=")[0] for step in steps[:first_from] if step["instruction"] == "ARG"}
+    for step in steps:
+        if step["instruction"] == "FROM":
+            image = step["value"].split()[0]
+            assert re.fullmatch(r"\$\{\w+\}", image) and image[2:-1] in global_args, f"{dockerfile.name}: FROM {image}"
+
+
+@pytest.mark.parametrize(
+    "dockerfile", [path for path in DOCKERFILES if path.stem not in SLIM_IMAGES], ids=lambda p: p.stem
+)
+def test_gpu_images_take_another_torch_index_and_default_to_pypi(dockerfile: Path) -> None:
+    steps = instructions(dockerfile)
+    assert any(step["value"] == 'TORCH_INDEX_URL=""' for step in steps if step["instruction"] == "ARG")
+    torch_install = next(
+        step["value"] for step in steps if step["instruction"] == "RUN" and step["value"].endswith(" torch")
+    )
+    assert '${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"}' in torch_install
