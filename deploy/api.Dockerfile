@@ -20,7 +20,7 @@ RUN useradd --create-home --uid 10001 app \
     && mkdir -p /data \
     && chown app:app /data
 COPY --from=build /opt/venv /opt/venv
-COPY deploy/worker_healthcheck.py /app/deploy/worker_healthcheck.py
+COPY deploy/worker_healthcheck.py deploy/http_healthcheck.py /app/deploy/
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 GHIBLI_DATA_DIR=/data
 WORKDIR /app
 USER 10001

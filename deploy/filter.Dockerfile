@@ -26,7 +26,7 @@ RUN apt-get update \
     && mkdir -p /data \
     && chown app:app /data
 COPY --from=build /opt/venv /opt/venv
-COPY deploy/worker_healthcheck.py /app/deploy/worker_healthcheck.py
+COPY deploy/worker_healthcheck.py deploy/http_healthcheck.py /app/deploy/
 # numba caches the near-duplicate search's compiled code; the installed source tree is not writable.
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 GHIBLI_DATA_DIR=/data NUMBA_CACHE_DIR=/tmp/numba-cache
 WORKDIR /app

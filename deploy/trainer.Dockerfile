@@ -41,7 +41,7 @@ RUN apt-get update \
     && mkdir -p /data /cache/huggingface \
     && chown app:app /data /cache/huggingface
 COPY --from=build /opt/venv /opt/venv
-COPY deploy/worker_healthcheck.py /app/deploy/worker_healthcheck.py
+COPY deploy/worker_healthcheck.py deploy/http_healthcheck.py /app/deploy/
 COPY deploy/accelerate /app/deploy/accelerate
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 GHIBLI_DATA_DIR=/data HF_HOME=/cache/huggingface
 WORKDIR /app

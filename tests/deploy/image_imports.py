@@ -12,47 +12,21 @@ from __future__ import annotations
 import importlib
 import importlib.abc
 import importlib.metadata
+import importlib.util
 import json
 import os
 import re
 import runpy
 import sys
 import tempfile
-from collections.abc import Sequence
+from pathlib import Path
 from types import ModuleType
 
-from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-PROJECT = "ghibli-lora"
+FREEZE_SCRIPT = Path(__file__).parents[2] / "deploy" / "freeze_constraints.py"
 # Imported by the interpreter or pip machinery in any venv, whatever the image's extras.
 ALWAYS_PRESENT = {"pip", "setuptools", "wheel", "_distutils_hack", "pkg_resources"}
-
-
-def distribution_closure(roots: Sequence[tuple[str, frozenset[str]]]) -> set[str]:
-    """Canonical names of every distribution that installing `roots` (name, extras) pulls in."""
-    seen: set[tuple[str, str]] = set()
-    names: set[str] = set()
-    pending = [(canonicalize_name(name), extra) for name, extras in roots for extra in ("", *extras)]
-    while pending:
-        name, extra = pending.pop()
-        if (name, extra) in seen:
-            continue
-        seen.add((name, extra))
-        names.add(name)
-        try:
-            requirements = importlib.metadata.requires(name) or []
-        except importlib.metadata.PackageNotFoundError:
-            continue  # a marker-excluded or optional distribution this venv does not hold
-        for text in requirements:
-            requirement = Requirement(text)
-            if requirement.marker and not requirement.marker.evaluate({"extra": extra}):
-                continue
-            if requirement.marker is None and extra:
-                continue  # an unconditional requirement belongs to the base install, already followed
-            target = canonicalize_name(requirement.name)
-            pending += [(target, nested) for nested in ("", *requirement.extras)]
-    return names
 
 
 class ImageOnlyFinder(importlib.abc.MetaPathFinder):
@@ -88,11 +62,19 @@ def load_entry_point(entry: dict[str, str]) -> None:
         raise ValueError(f"unknown entry point kind {kind!r}")
 
 
+def image_distributions(extras: list[str], no_deps: list[str]) -> set[str]:
+    """What `pip install ".[extras]"` and `pip install --no-deps ...` put in the image, by the freeze script's rule."""
+    module_spec = importlib.util.spec_from_file_location("freeze_constraints", FREEZE_SCRIPT)
+    assert module_spec and module_spec.loader
+    freeze = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(freeze)
+    closure = freeze.runtime_closure(freeze.PROJECT, tuple(extras))
+    return {canonicalize_name(name) for name in [freeze.PROJECT, *closure, *no_deps]}
+
+
 def main(argv: list[str]) -> int:
     spec = json.loads(argv[0])
-    allowed = distribution_closure(
-        [(PROJECT, frozenset(spec["extras"])), *((name, frozenset()) for name in spec["no_deps"])]
-    )
+    allowed = image_distributions(spec["extras"], spec["no_deps"])
     # Modules imported before the finder (by site, pytest's plugins are not here) stay importable; drop the
     # project's own so they import again under the finder.
     for name in [module for module in sys.modules if re.match(r"services(\.|$)", module)]:
