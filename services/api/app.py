@@ -14,10 +14,10 @@ from prometheus_client import REGISTRY, CollectorRegistry, make_asgi_app
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from services.api.deps import require_token
 from services.api.limits import BodySizeLimitMiddleware
 from services.api.routers import artifacts, datasets, health, jobs, loras, pipelines
 from services.captioner import router as captions
+from services.common.auth import RequireToken
 from services.common.metrics import HttpMetricsMiddleware, QueueDepthCollector
 from services.common.queue import EmbeddedJobQueue, JobQueue, make_queue
 from services.common.registry import QUEUES
@@ -77,7 +77,7 @@ def create_app(
     def home() -> RedirectResponse:
         return RedirectResponse("/ui/")
 
-    protected = [Depends(require_token)]
+    protected = [Depends(RequireToken(settings.api_token))]
     app.include_router(datasets.router, dependencies=protected)
     app.include_router(jobs.build_router(), dependencies=protected)
     app.include_router(pipelines.router, dependencies=protected)

@@ -29,7 +29,9 @@ class Settings(BaseSettings):
         None, description="Celery broker and lease store; unset means in-process (embedded) jobs."
     )
     api_token: SecretStr | None = Field(
-        None, description="When set, every /v1 request needs `Authorization: Bearer <token>`."
+        None,
+        description="When set, the gateway's /v1 routes and every inference route need `Authorization: Bearer "
+        "<token>` (or HTTP Basic with the token as password, as AUTOMATIC1111 clients send).",
     )
     max_upload_bytes: int = Field(50 * 1024 * 1024, gt=0, description="Largest request body the API accepts.")
     embedded_workers: int = Field(2, ge=1, description="Threads that run jobs in embedded mode.")

@@ -17,13 +17,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, HTTPException, Request, status
+from fastapi import Depends, FastAPI, Header, HTTPException, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, Response
 from PIL import Image, UnidentifiedImageError
 from prometheus_client import make_asgi_app
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from services.common.auth import RequireToken
 from services.common.metrics import HttpMetricsMiddleware
 from services.common.settings import Settings
 from services.common.storage import ObjectStore, make_store
@@ -121,6 +122,8 @@ def create_app(
         service.batcher.close()
 
     app = FastAPI(title="ghibli-lora inference", version="0.1.0", lifespan=lifespan)
+    # The gateway's token (GHIBLI_API_TOKEN) guards every route but the healthcheck.
+    protected = [Depends(RequireToken(settings.api_token))]
     app.add_middleware(HttpMetricsMiddleware)
     app.mount("/metrics", make_asgi_app())
 
@@ -158,7 +161,7 @@ def create_app(
             "queued": current.batcher.queued,
         }
 
-    @app.post("/v1/generate", responses={200: {"content": {"image/png": {}}}})
+    @app.post("/v1/generate", responses={200: {"content": {"image/png": {}}}}, dependencies=protected)
     async def generate(request: GenerateRequest, accept: Annotated[str, Header()] = "") -> Any:
         """Images for each seed; keys in the object store (and URLs where the store signs them).
 
@@ -185,7 +188,7 @@ def create_app(
             "loras": [{"id": lora_id, "scale": scale} for lora_id, scale in plan.settings.loras],
         }
 
-    @app.post("/v1/compare", responses={200: {"content": {"image/png": {}}}})
+    @app.post("/v1/compare", responses={200: {"content": {"image/png": {}}}}, dependencies=protected)
     async def compare(request: CompareRequest, accept: Annotated[str, Header()] = "") -> Any:
         """One labelled grid: rows without LoRA and with it at each scale, columns the seeds."""
         current = running()
@@ -197,7 +200,7 @@ def create_app(
         key = await asyncio.to_thread(store_png, current.store, grid)
         return {"key": key, "url": current.store.url(key), "rows": [row.label for row in rows]}
 
-    @app.post("/sdapi/v1/txt2img")
+    @app.post("/sdapi/v1/txt2img", dependencies=protected)
     async def txt2img(request: Txt2ImgRequest) -> dict[str, Any]:
         current = running()
         if request.enable_hr:
@@ -245,7 +248,7 @@ def create_app(
         }
         return {"images": encoded, "parameters": request.model_dump(), "info": json.dumps(info)}
 
-    @app.get("/sdapi/v1/sd-models")
+    @app.get("/sdapi/v1/sd-models", dependencies=protected)
     def sd_models() -> list[dict[str, Any]]:
         current = running()
         name = current.engine.model_name
@@ -260,13 +263,13 @@ def create_app(
             }
         ]
 
-    @app.get("/sdapi/v1/samplers")
+    @app.get("/sdapi/v1/samplers", dependencies=protected)
     def samplers() -> list[dict[str, Any]]:
         return [
             {"name": name, "aliases": [class_name], "options": extra} for name, (class_name, extra) in SAMPLERS.items()
         ]
 
-    @app.get("/sdapi/v1/loras")
+    @app.get("/sdapi/v1/loras", dependencies=protected)
     def loras() -> list[dict[str, Any]]:
         return [
             {
@@ -283,15 +286,15 @@ def create_app(
             for record in sorted(running().engine.loras.records(), key=lambda record: record.name)
         ]
 
-    @app.post("/sdapi/v1/refresh-loras")
+    @app.post("/sdapi/v1/refresh-loras", dependencies=protected)
     def refresh_loras() -> None:
         running().engine.loras.records(refresh=True)
 
-    @app.get("/sdapi/v1/options")
+    @app.get("/sdapi/v1/options", dependencies=protected)
     def get_options() -> dict[str, Any]:
         return {"sd_model_checkpoint": running().engine.model_name, "samples_format": "png"}
 
-    @app.post("/sdapi/v1/options")
+    @app.post("/sdapi/v1/options", dependencies=protected)
     def set_options(options: dict[str, Any]) -> None:
         wanted = options.get("sd_model_checkpoint")
         loaded = running().engine.model_name
@@ -301,7 +304,7 @@ def create_app(
                 f"this service serves {loaded!r} only; switch models by restarting it with GHIBLI_INFERENCE_BASE_MODEL",
             )
 
-    @app.get("/sdapi/v1/progress")
+    @app.get("/sdapi/v1/progress", dependencies=protected)
     def progress() -> dict[str, Any]:
         current = running()
         now = current.engine.progress
@@ -322,7 +325,7 @@ def create_app(
             "textinfo": None,
         }
 
-    @app.post("/sdapi/v1/png-info")
+    @app.post("/sdapi/v1/png-info", dependencies=protected)
     def png_info(request: PngInfoRequest) -> dict[str, Any]:
         encoded = request.image.split(",", 1)[1] if request.image.startswith("data:") else request.image
         try:

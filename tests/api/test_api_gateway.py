@@ -111,3 +111,5 @@ def test_token_is_required_when_configured(api_settings: Settings) -> None:
         assert wrong.status_code == 401
         right = client.post("/v1/datasets", json={"name": "x"}, headers={"Authorization": "Bearer s3cret"})
         assert right.status_code == 201
+        basic = client.get("/v1/datasets", auth=("lab", "s3cret"))  # AUTOMATIC1111 clients send HTTP Basic
+        assert basic.status_code == 200

@@ -163,7 +163,9 @@ def test_a_filter_killed_mid_job_finishes_it_once(stack: Stack, tmp_path: Path) 
     characters = [{"character": f"c{index}", "movie": "m"} for index in range(6)]
     generate_demo_images(tmp_path, characters, per_character=30)
     dataset_id = create_dataset(stack, "stack-filter-fault")
-    added = [outcome for outcome in upload(stack, dataset_id, sorted(tmp_path.rglob("*.*"))) if outcome["status"] == "added"]
+    added = [
+        outcome for outcome in upload(stack, dataset_id, sorted(tmp_path.rglob("*.*"))) if outcome["status"] == "added"
+    ]
 
     started = time.monotonic()
     job_id = kill_mid_job(
