@@ -47,7 +47,8 @@ cleanup() {
         $COMPOSE_CMD logs --no-color --tail=60 >&2 || true
     fi
     [ -n "${COMPOSE_CMD:-}" ] && timed "down -v" $COMPOSE_CMD down -v --remove-orphans --timeout 10 >/dev/null 2>&1 || true
-    [ "$ENGINE" = podman ] && podman image prune -f >/dev/null 2>&1 || true
+    # Old builds' leftovers go; a day's keep this run's build stages (the torch layer) as the next run's cache.
+    [ -n "$ENGINE" ] && $ENGINE image prune -f --filter until=24h >/dev/null 2>&1 || true
     for pid in "${background_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
     rm -rf "$WORK"
@@ -172,6 +173,7 @@ timed "image s3 (stand-in)" build localhost/ghibli-stack-s3:latest deploy/stack 
 export IMAGE_TAG
 COMPOSE_FILES=(-f docker-compose.yml -f deploy/stack/compose.stack.yml)
 export STACK_MODELS_DIR=$WORK/models STACK_PICTURES_DIR=$WORK/pictures
+export GHIBLI_API_TOKEN=stack-test-token-$RANDOM$RANDOM # both HTTP services are started behind it
 # Every image compose would build, each once: (image, dockerfile, build args) from the resolved config.
 $COMPOSE_BIN --project-directory "$ROOT" -p "$PROJECT" "${COMPOSE_FILES[@]}" config --format json >"$WORK/config.json"
 .venv/bin/python - "$WORK/config.json" >"$WORK/builds" <<'EOF'
@@ -209,7 +211,6 @@ timed "tiny models and pictures" prepare_inputs
 # --- up, the pipeline over REST, the faults -----------------------------------------------------
 API_PORT=$(free_port) INFERENCE_PORT=$(free_port)
 export API_PORT INFERENCE_PORT FLOWER_BIND=127.0.0.1 MINIO_BIND=127.0.0.1
-export GHIBLI_API_TOKEN=stack-test-token-$RANDOM$RANDOM
 COMPOSE_CMD="$COMPOSE_BIN --project-directory $ROOT -p $PROJECT ${COMPOSE_FILES[*]}"
 timed "up (until healthy)" $COMPOSE_CMD up -d --no-build --wait --wait-timeout 600
 

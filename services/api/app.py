@@ -8,16 +8,17 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import REGISTRY, CollectorRegistry, make_asgi_app
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from services.api.limits import BodySizeLimitMiddleware
 from services.api.routers import artifacts, datasets, health, jobs, loras, pipelines
 from services.captioner import router as captions
 from services.common.auth import RequireToken
+from services.common.http_input import BodySizeLimitMiddleware, StrictJsonMiddleware, validation_error_response
 from services.common.metrics import HttpMetricsMiddleware, QueueDepthCollector
 from services.common.queue import EmbeddedJobQueue, JobQueue, make_queue
 from services.common.registry import QUEUES
@@ -66,7 +67,9 @@ def create_app(
     )
     app.state.settings, app.state.store, app.state.queue = settings, store, queue
     app.state.known_datasets = set()  # datasets are never deleted, so a seen one stays valid
+    app.add_middleware(StrictJsonMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_exception_handler(RequestValidationError, validation_error_response)
     app.add_middleware(HttpMetricsMiddleware)
     app.mount("/metrics", make_asgi_app(registry=_metrics_registry(settings)))
 

@@ -19,12 +19,14 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request, status
 from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from PIL import Image, UnidentifiedImageError
 from prometheus_client import make_asgi_app
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.common.auth import RequireToken
+from services.common.http_input import BodySizeLimitMiddleware, StrictJsonMiddleware, validation_error_response
 from services.common.metrics import HttpMetricsMiddleware
 from services.common.settings import Settings
 from services.common.storage import ObjectStore, make_store
@@ -124,6 +126,9 @@ def create_app(
     app = FastAPI(title="ghibli-lora inference", version="0.1.0", lifespan=lifespan)
     # The gateway's token (GHIBLI_API_TOKEN) guards every route but the healthcheck.
     protected = [Depends(RequireToken(settings.api_token))]
+    app.add_middleware(StrictJsonMiddleware)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_exception_handler(RequestValidationError, validation_error_response)
     app.add_middleware(HttpMetricsMiddleware)
     app.mount("/metrics", make_asgi_app())
 
