@@ -20,7 +20,7 @@ from services.captioner import router as captions
 from services.common.auth import RequireToken
 from services.common.http_input import BodySizeLimitMiddleware, StrictJsonMiddleware, validation_error_response
 from services.common.metrics import HttpMetricsMiddleware, QueueDepthCollector
-from services.common.queue import EmbeddedJobQueue, JobQueue, make_queue
+from services.common.queue import EmbeddedJobQueue, JobQueue, QueueUnavailableError, make_queue
 from services.common.registry import QUEUES
 from services.common.settings import Settings
 from services.common.storage import InvalidKeyError, ObjectNotFoundError, ObjectStore, make_store
@@ -87,6 +87,11 @@ def create_app(
     app.include_router(loras.router, dependencies=protected)
     app.include_router(artifacts.router, dependencies=protected)
     app.include_router(captions.router, dependencies=protected)
+
+    @app.exception_handler(QueueUnavailableError)
+    async def queue_unavailable(_: Request, error: QueueUnavailableError) -> JSONResponse:
+        detail = f"{error}; the job was not queued, submit it again shortly"
+        return JSONResponse({"detail": detail}, status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "10"})
 
     @app.exception_handler(InvalidKeyError)
     async def invalid_key(_: Request, error: InvalidKeyError) -> JSONResponse:

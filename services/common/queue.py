@@ -16,8 +16,13 @@ from services.common.storage import ObjectStore
 log = logging.getLogger(__name__)
 
 
+class QueueUnavailableError(TransientJobError):
+    """The broker did not take the job (Redis down or unreachable); submitting again later may work."""
+
+
 class JobQueue(Protocol):
-    def submit(self, job: Job) -> None: ...
+    def submit(self, job: Job) -> None:
+        """Hand the job to a worker; QueueUnavailableError when the broker cannot take it now."""
 
     def check(self) -> None:
         """Raise if jobs cannot be queued right now (used by /readyz)."""
@@ -33,7 +38,14 @@ class CeleryJobQueue:
         self.redis = redis.Redis.from_url(settings.redis_url or "", socket_timeout=2)
 
     def submit(self, job: Job) -> None:
-        self.celery.send_task("ghibli.run_job", args=[job.id], queue=registry.JOB_TYPES[job.type].queue, task_id=job.id)
+        from kombu.exceptions import OperationalError
+
+        try:
+            self.celery.send_task(
+                "ghibli.run_job", args=[job.id], queue=registry.JOB_TYPES[job.type].queue, task_id=job.id
+            )
+        except (OperationalError, OSError) as error:  # kombu wraps Redis' connection errors; OSError: unreachable
+            raise QueueUnavailableError(f"the job queue (Redis) is unavailable: {error}") from error
 
     def check(self) -> None:
         self.redis.ping()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from services.common.datasets import DatasetRepository
-from services.common.jobs import Job, JobRepository, JobState
-from services.common.queue import JobQueue
+from services.common.jobs import Job, JobRepository, JobState, now
+from services.common.queue import JobQueue, QueueUnavailableError
 from services.common.storage import ObjectStore
 from services.pipeline.config import PipelineConfig
 from services.pipeline.records import PipelineRecord, PipelineRepository
@@ -34,10 +34,17 @@ def resume_pipeline(pipeline_id: str, store: ObjectStore, queue: JobQueue) -> tu
 
 
 def _submit_run(record: PipelineRecord, store: ObjectStore, queue: JobQueue) -> Job:
-    job = JobRepository(store).create("pipeline", {"pipeline_id": record.id})
+    jobs = JobRepository(store)
+    job = jobs.create("pipeline", {"pipeline_id": record.id})
     record.job_ids.append(job.id)
     PipelineRepository(store).save(record)
-    queue.submit(job)
+    try:
+        queue.submit(job)
+    except QueueUnavailableError as error:
+        # The run is recorded as failed, never queued forever: `resume` starts it once the queue is back.
+        job.state, job.error, job.finished_at = JobState.failed, str(error), now()
+        jobs.save(job)
+        raise
     return job
 
 

@@ -9,6 +9,7 @@ from services.api.deps import KnownDatasetsDep, QueueDep, StoreDep
 from services.common import registry
 from services.common.datasets import DatasetRepository
 from services.common.jobs import Job, JobRepository, JobState
+from services.common.queue import QueueUnavailableError
 from services.common.storage import InvalidKeyError, ObjectNotFoundError
 
 
@@ -36,8 +37,13 @@ def _submit_endpoint(job_type: str, params_model: type[BaseModel]) -> Callable[.
             if not store.exists(DatasetRepository.record_key(dataset_id)):
                 raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dataset {dataset_id!r}")
             known_datasets.add(dataset_id)
-        job = JobRepository(store).create(job_type, params.model_dump(mode="json"))
-        queue.submit(job)
+        jobs = JobRepository(store)
+        job = jobs.create(job_type, params.model_dump(mode="json"))
+        try:
+            queue.submit(job)
+        except QueueUnavailableError:
+            store.delete(JobRepository.record_key(job.id))  # nothing will ever run it: leave no record behind
+            raise
         return JobAccepted(job_id=job.id, state=job.state)
 
     # Postponed annotations make `params_model` the string "params_model", which FastAPI cannot
