@@ -75,7 +75,8 @@ default_ulimits = ["nofile=$(ulimit -Hn):$(ulimit -Hn)", "nproc=$(($(ulimit -Hu)
 runtime = "runc"
 EOF
     export CONTAINERS_CONF=$WORK/containers.conf
-    podman system service --time=0 "unix://$WORK/podman.sock" &
+    # Its log (every healthcheck timer it cannot make without systemd) goes to a file, not the test's output.
+    podman system service --time=0 "unix://$WORK/podman.sock" 2>"$WORK/podman-service.log" &
     background_pids+=($!)
     export DOCKER_HOST=unix://$WORK/podman.sock
     for _ in $(seq 100); do [ -S "$WORK/podman.sock" ] && break; sleep 0.1; done
@@ -116,7 +117,7 @@ make_base_image() {
         debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,python-is-python3,ca-certificates \
             bookworm "$rootfs" "$(debian_mirror)" >"$WORK/debootstrap.log"
     fi
-    tar -C "$rootfs" -c . | $ENGINE import --change 'CMD ["python3"]' - "$BASE_IMAGE" >/dev/null
+    tar -C "$rootfs" -c . | $ENGINE import --change 'CMD ["python3"]' - "$BASE_IMAGE" >/dev/null 2>&1
 }
 timed "base image" make_base_image
 
