@@ -216,6 +216,10 @@ def create_app(
             raise PromptError("<lora:…> tags belong in the prompt, not the negative prompt")
         first_seed = request.seed if request.seed >= 0 else random.randrange(2**32)
         count = request.batch_size * request.n_iter
+        if count > current.limits.max_images:  # before the seed list is built: 5,000,000 × 2 cost 420 MB
+            raise LimitError(
+                f"number of images {count} (batch_size × n_iter) exceeds the limit of {current.limits.max_images}"
+            )
         params = GenerationParams(
             prompt=prompt,
             negative_prompt=request.negative_prompt,

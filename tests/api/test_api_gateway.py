@@ -89,7 +89,9 @@ def test_artifact_keys_that_climb_are_refused(client: TestClient, key: str) -> N
 def test_artifact_download(client: TestClient) -> None:
     dataset = client.post("/v1/datasets", json={"name": "d"}).json()
     record_key = f"datasets/{dataset['id']}/dataset.json"
-    assert client.get(f"/v1/artifacts/{record_key}").json()["name"] == "d"
+    artifact = client.get(f"/v1/artifacts/{record_key}")
+    assert artifact.json()["name"] == "d"
+    assert artifact.headers["x-content-type-options"] == "nosniff"
     assert client.get("/v1/artifacts/datasets/nothing/here.json").status_code == 404
     redirect = client.get(f"/v1/artifacts/{record_key}", params={"redirect": True}, follow_redirects=False)
     assert redirect.status_code == 307 and "X-Amz-Signature" in redirect.headers["location"]

@@ -137,3 +137,9 @@ def test_check_json_body(body: bytes, errors: list) -> None:
 def test_the_check_reports_a_bounded_number_of_errors(tmp_path: Path) -> None:
     body = json.dumps([float("nan")] * 1000).encode()
     assert 0 < len(check_json_body(body)) <= 20
+
+
+def test_a1111_batch_is_capped_before_its_seeds_are_listed(inference: TestClient) -> None:
+    response = inference.post("/sdapi/v1/txt2img", json={"prompt": "a", "batch_size": 5_000_000, "n_iter": 2})
+    assert response.status_code == 422
+    assert "10000000" in response.json()["detail"] and "batch_size × n_iter" in response.json()["detail"]

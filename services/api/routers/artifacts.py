@@ -26,4 +26,5 @@ def get_artifact(key: str, store: StoreDep, redirect: bool = False) -> Response:
     except ObjectNotFoundError:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no artifact {key!r}") from None
     media_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
-    return Response(data, media_type=media_type)
+    # nosniff: a browser keeps to the declared type, so an uploaded PNG that is also valid HTML stays a picture.
+    return Response(data, media_type=media_type, headers={"X-Content-Type-Options": "nosniff"})
