@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio
 from fastapi import Depends, FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
@@ -51,6 +52,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Uploads are decoded in worker threads, a few at a time: the event loop keeps answering, and
+        # eight 64-Mpx pictures at once do not hold eight decoded copies in memory.
+        app.state.decode_limiter = anyio.CapacityLimiter(settings.upload_decode_threads)
         if isinstance(queue, EmbeddedJobQueue):
             resumed = queue.resume_unfinished()
             if resumed:

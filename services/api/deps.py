@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, Request
 
 from services.common.queue import JobQueue
@@ -23,6 +24,11 @@ def get_queue(request: Request) -> JobQueue:
     return request.app.state.queue
 
 
+def get_decode_limiter(request: Request) -> anyio.CapacityLimiter:
+    """Bounds the uploads decoded at once (threads, off the event loop)."""
+    return request.app.state.decode_limiter
+
+
 def get_known_datasets(request: Request) -> set[str]:
     """Dataset ids this process has seen exist: a job submission for one skips the store round trip."""
     return request.app.state.known_datasets
@@ -32,3 +38,4 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[ObjectStore, Depends(get_store)]
 QueueDep = Annotated[JobQueue, Depends(get_queue)]
 KnownDatasetsDep = Annotated[set[str], Depends(get_known_datasets)]
+DecodeLimiterDep = Annotated[anyio.CapacityLimiter, Depends(get_decode_limiter)]

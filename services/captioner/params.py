@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
+
+from services.common.params import JobParams
 
 # Longer captions are cut by CLIP's 77 tokens anyway; this keeps hand edits in that range.
 MAX_CAPTION_CHARS = 400
 
 
-class CaptionParams(BaseModel):
+class CaptionParams(JobParams):
     dataset_id: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")
     batch_size: int | None = Field(None, ge=1, le=512, description="Overrides GHIBLI_CAPTIONER_BATCH_SIZE.")
     num_beams: int = Field(3, ge=1, le=10)

@@ -78,11 +78,11 @@ class DatasetRepository:
 
         Raises ImageRejectedError (with the reason) for anything that is not a sane image.
         """
-        extension, content_type, width, height = inspect_image(data, max_pixels)
         digest = sha256_hex(data)
         record_key = f"datasets/{dataset_id}/raw/{digest}.json"
-        if self.store.exists(record_key):
+        if self.store.exists(record_key):  # a known file is not decoded again
             return RawImage.model_validate_json(self.store.get_bytes(record_key)), False
+        extension, content_type, width, height = inspect_image(data, max_pixels)
         key, _ = self.store.put_content_addressed(RAW_IMAGE_NAMESPACE, data, extension, content_type)
         record = RawImage(
             sha256=digest,

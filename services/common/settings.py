@@ -34,6 +34,9 @@ class Settings(BaseSettings):
         "<token>` (or HTTP Basic with the token as password, as AUTOMATIC1111 clients send).",
     )
     max_upload_bytes: int = Field(50 * 1024 * 1024, gt=0, description="Largest request body the API accepts.")
+    upload_decode_threads: int = Field(
+        2, ge=1, le=64, description="Uploaded images the gateway checks (decodes) at once, off its event loop."
+    )
     embedded_workers: int = Field(2, ge=1, description="Threads that run jobs in embedded mode.")
     job_lease_seconds: float = Field(
         60.0, gt=0, description="A running job whose worker stops heartbeating this long is retaken."

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from services.common.datasets import Character
+from services.common.params import JobParams
 
 SourceName = Literal["simple_image_download", "bing"]
 
 
-class CrawlParams(BaseModel):
+class CrawlParams(JobParams):
     dataset_id: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")
     characters: list[Character] | None = Field(
         None, max_length=500, description="Characters to search for; default: the dataset's characters."

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from services.common.params import Channel, JobParams
 
 NormaliseMode = Literal["center-crop", "pad", "resize"]
 
 
-class FilterOptions(BaseModel):
+class FilterOptions(JobParams):
     """How images are normalised and which ones are dropped; shared by the job and the CLI."""
 
     size: int = Field(512, ge=64, le=2048, description="Side of the square output image.")
@@ -17,7 +19,7 @@ class FilterOptions(BaseModel):
     min_side: int = Field(256, ge=1, le=4096, description="Images whose shorter side is smaller are dropped.")
     output_format: Literal["jpeg", "png"] = "jpeg"
     jpeg_quality: int = Field(95, ge=50, le=100)
-    background: tuple[int, int, int] = Field(
+    background: tuple[Channel, Channel, Channel] = Field(
         (255, 255, 255), description="RGB that transparent pixels and padding are painted with."
     )
     near_duplicate_distance: int = Field(

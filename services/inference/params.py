@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from services.common.params import JobParams, Seed
 from services.inference.samplers import DEFAULT_SAMPLER, canonical_sampler
 
 MAX_PROMPT_CHARS = 2000
 
 
-class LoraRef(BaseModel):
+class LoraRef(JobParams):
     id: str = Field(min_length=1, max_length=200, description="LoRA id or name from the registry.")
     scale: float = Field(1.0, ge=-4.0, le=4.0)
 
 
-class GenerationParams(BaseModel):
+class GenerationParams(JobParams):
     """One prompt rendered once per seed; limits tighter than these come from InferenceSettings."""
 
     prompt: str = Field(max_length=MAX_PROMPT_CHARS)
@@ -23,18 +24,11 @@ class GenerationParams(BaseModel):
     guidance_scale: float = Field(7.0, ge=0.0, le=30.0)
     width: int = Field(512, ge=8, le=2048, multiple_of=8)
     height: int = Field(512, ge=8, le=2048, multiple_of=8)
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, max_length=64)
+    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1, max_length=64)
     sampler: str = DEFAULT_SAMPLER
     loras: list[LoraRef] = Field(default_factory=list, max_length=8)
     lora_id: str | None = Field(None, description="Shorthand for one entry in `loras` (the pipeline's sample stage).")
     lora_scale: float = Field(1.0, ge=-4.0, le=4.0)
-
-    @field_validator("seeds")
-    @classmethod
-    def _seeds_fit_torch(cls, seeds: list[int]) -> list[int]:
-        if any(not 0 <= seed < 2**63 for seed in seeds):
-            raise ValueError("seeds must be in [0, 2**63)")
-        return seeds
 
     @field_validator("sampler")
     @classmethod

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
+
+from services.common.params import JobParams, Seed
 
 DEFAULT_VALIDATION_PROMPTS = [
     "a girl with a red bow standing in a green meadow under a blue sky, studio ghibli style",
@@ -13,7 +15,7 @@ DEFAULT_VALIDATION_PROMPTS = [
 LORA_TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0")
 
 
-class TrainParams(BaseModel):
+class TrainParams(JobParams):
     """UNet LoRA on the SD1.5 attention projections (to_q, to_k, to_v, to_out.0)."""
 
     dataset_id: str = Field(min_length=1, max_length=100)
@@ -42,13 +44,13 @@ class TrainParams(BaseModel):
     torch_compile: bool = False
     max_grad_norm: float = Field(1.0, gt=0)
     weight_decay: float = Field(1e-2, ge=0)
-    seed: int = Field(42, ge=0)
+    seed: Seed = 42
     trigger: str | None = Field(None, max_length=100, description="Prepended to every caption as `<trigger>, …`.")
     checkpoint_every: int = Field(250, ge=1, description="Steps between checkpoints written to the store.")
     checkpoints_to_keep: int = Field(2, ge=1)
     validation_every: int | None = Field(250, ge=1, description="Steps between validation grids; None: at the end.")
     validation_prompts: list[str] = Field(default_factory=lambda: list(DEFAULT_VALIDATION_PROMPTS), max_length=16)
-    validation_seeds: list[int] = Field(default_factory=lambda: [0, 1], min_length=1, max_length=8)
+    validation_seeds: list[Seed] = Field(default_factory=lambda: [0, 1], min_length=1, max_length=8)
     validation_inference_steps: int = Field(25, ge=1, le=200)
     validation_guidance_scale: float = Field(7.5, ge=0, le=30)
 

@@ -143,3 +143,29 @@ def test_a1111_batch_is_capped_before_its_seeds_are_listed(inference: TestClient
     response = inference.post("/sdapi/v1/txt2img", json={"prompt": "a", "batch_size": 5_000_000, "n_iter": 2})
     assert response.status_code == 422
     assert "10000000" in response.json()["detail"] and "batch_size × n_iter" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "location"),
+    [
+        ("/v1/jobs/train", {"dataset_id": "ds-x", "seed": 1e30}, ["body", "seed"]),
+        ("/v1/jobs/train", {"dataset_id": "ds-x", "validation_seeds": [-1]}, ["body", "validation_seeds", 0]),
+        ("/v1/jobs/train", {"dataset_id": "ds-x", "validation_seeds": [2**70]}, ["body", "validation_seeds", 0]),
+        ("/v1/jobs/filter", {"dataset_id": "ds-x", "background": [999, -1, 0]}, ["body", "background", 0]),
+    ],
+)
+def test_values_no_worker_can_use_are_refused_at_submission(
+    gateway: TestClient, path: str, body: dict, location: list
+) -> None:
+    response = gateway.post(path, json=body)
+    assert response.status_code == 422
+    assert location in [error["loc"] for error in response.json()["detail"]]
+
+
+def test_params_refuse_nan_from_any_caller() -> None:
+    from pydantic import ValidationError
+
+    from services.trainer.params import TrainParams
+
+    with pytest.raises(ValidationError, match="finite"):
+        TrainParams.model_validate({"dataset_id": "ds-x", "learning_rate": float("nan")})

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Literal
 
+import anyio.to_thread
 from fastapi import APIRouter, File, HTTPException, UploadFile, status
 from pydantic import BaseModel, Field
 
-from services.api.deps import SettingsDep, StoreDep
+from services.api.deps import DecodeLimiterDep, SettingsDep, StoreDep
 from services.common.datasets import Character, Dataset, DatasetRepository, RawImage
 from services.common.images import ImageRejectedError
 from services.common.storage import ObjectNotFoundError
@@ -69,6 +71,7 @@ async def upload_images(
     files: Annotated[list[UploadFile], File(description="Image files (JPEG, PNG, GIF, WebP, BMP, TIFF).")],
     store: StoreDep,
     settings: SettingsDep,
+    decode_limiter: DecodeLimiterDep,
 ) -> list[UploadOutcome]:
     """Add images to a dataset; each file is accepted or rejected with its reason."""
     repo = DatasetRepository(store)
@@ -80,7 +83,9 @@ async def upload_images(
         name = upload.filename or "unnamed"
         data = await upload.read()
         try:
-            record, added = repo.add_raw_image(dataset_id, data, source=f"upload:{name}")
+            record, added = await anyio.to_thread.run_sync(
+                partial(repo.add_raw_image, dataset_id, data, source=f"upload:{name}"), limiter=decode_limiter
+            )
         except ImageRejectedError as error:
             outcomes.append(UploadOutcome(filename=name, status="rejected", reason=str(error)))
             continue
