@@ -344,6 +344,8 @@ def create_app(
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_CONTENT, f"`image` is not a base64 image: {error}"
             ) from None
+        except Image.DecompressionBombError as error:  # raised from the header alone; nothing was decoded
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"`image` is too large: {error}") from None
         text = items.pop("parameters", "")
         return {"info": text, "items": items, "parameters": parse_parameters(text) if text else {}}
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -169,3 +172,20 @@ def test_params_refuse_nan_from_any_caller() -> None:
 
     with pytest.raises(ValidationError, match="finite"):
         TrainParams.model_validate({"dataset_id": "ds-x", "learning_rate": float("nan")})
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims `width`×`height` (no pixel data): what a decompression bomb shows first."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"tEXt", b"parameters\x00x") + chunk(b"IEND", b"")
+
+
+def test_png_info_refuses_a_bomb_with_a_422(inference: TestClient) -> None:
+    image = base64.b64encode(png_header_only(30_000, 30_000)).decode()
+    response = inference.post("/sdapi/v1/png-info", json={"image": image})
+    assert response.status_code == 422
+    assert "too large" in response.json()["detail"]
