@@ -117,3 +117,37 @@ def start_worker(platform_env: dict[str, str], tmp_path: Path) -> Iterator[Calla
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+class PrivateRedis:
+    """A Redis of a test's own, to restart mid-run: with an append-only file, or keeping nothing."""
+
+    def __init__(self, directory: Path, persistent: bool = True) -> None:
+        self.directory, self.port, self.persistent = directory, free_port(), persistent
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--dir", str(self.directory), "--appendonly", "yes" if self.persistent else "no",
+             "--appendfsync", "always"],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_until(self._answers, 10, "the private Redis to start")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+    def _answers(self) -> bool:
+        import redis
+
+        try:
+            return bool(redis.Redis.from_url(self.url, socket_timeout=0.5).ping())
+        except redis.RedisError:
+            return False

@@ -21,8 +21,9 @@ from services.captioner import router as captions
 from services.common.auth import RequireToken
 from services.common.http_input import BodySizeLimitMiddleware, StrictJsonMiddleware, validation_error_response
 from services.common.metrics import HttpMetricsMiddleware, QueueDepthCollector
-from services.common.queue import EmbeddedJobQueue, JobQueue, QueueUnavailableError, make_queue
+from services.common.queue import CeleryJobQueue, EmbeddedJobQueue, JobQueue, QueueUnavailableError, make_queue
 from services.common.registry import QUEUES
+from services.common.requeue import LostJobSweeper
 from services.common.settings import Settings
 from services.common.storage import InvalidKeyError, ObjectNotFoundError, ObjectStore, make_store
 
@@ -55,11 +56,18 @@ def create_app(
         # Uploads are decoded in worker threads, a few at a time: the event loop keeps answering, and
         # eight 64-Mpx pictures at once do not hold eight decoded copies in memory.
         app.state.decode_limiter = anyio.CapacityLimiter(settings.upload_decode_threads)
+        sweeper = None
         if isinstance(queue, EmbeddedJobQueue):
             resumed = queue.resume_unfinished()
             if resumed:
                 log.info("resumed %d unfinished embedded jobs", resumed)
+        elif isinstance(queue, CeleryJobQueue):
+            after_s = settings.requeue_after_seconds
+            sweeper = LostJobSweeper(store, queue.has_message, queue.submit, after_s, after_s, min(60.0, after_s / 4))
+            sweeper.start()
         yield
+        if sweeper is not None:
+            sweeper.stop()
         if isinstance(queue, EmbeddedJobQueue):
             queue.shutdown()
 

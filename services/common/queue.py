@@ -47,6 +47,16 @@ class CeleryJobQueue:
         except (OperationalError, OSError) as error:  # kombu wraps Redis' connection errors; OSError: unreachable
             raise QueueUnavailableError(f"the job queue (Redis) is unavailable: {error}") from error
 
+    def has_message(self, job: Job) -> bool:
+        """Whether the broker still holds the job's message: waiting in its queue, or taken but unacknowledged."""
+        queue = registry.JOB_TYPES[job.type].queue
+        needle = job.id.encode()
+        # Kombu's Redis transport keeps a list per queue and priority step, and every unacknowledged message in a hash.
+        lists = [queue, *(f"{queue}\x06\x16{priority}" for priority in (3, 6, 9))]
+        if any(needle in message for key in lists for message in self.redis.lrange(key, 0, -1)):
+            return True
+        return any(needle in message for message in self.redis.hvals("unacked"))
+
     def check(self) -> None:
         self.redis.ping()
 

@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     job_lease_seconds: float = Field(
         60.0, gt=0, description="A running job whose worker stops heartbeating this long is retaken."
     )
+    requeue_after_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="A job queued this long (or running without a heartbeat this long) whose broker message is gone"
+        " (Redis restarted without its AOF) is sent again by the gateway.",
+    )
     broker_visibility_timeout: float = Field(
         120.0, gt=0, description="Seconds before an unacknowledged task is redelivered."
     )

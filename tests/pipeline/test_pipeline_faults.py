@@ -25,46 +25,12 @@ from services.common.settings import Settings
 from services.common.storage import S3Store
 from services.pipeline.demo import MODEL_SETTINGS
 from services.pipeline.demo_images import generate_demo_images
-from tests.processes import wait_until
-from tests.support import free_port
+from tests.processes import PrivateRedis, wait_until
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).parents[2]
 STAGE_QUEUES = {"crawl": "crawl", "filter": "filter", "caption": "caption", "train": "train", "sample": "infer"}
-
-
-class PrivateRedis:
-    """A Redis of this test's own, with an append-only file, so it can be restarted mid-run."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory, self.port = directory, free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.directory)],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        wait_until(self._answers, 10, "the private Redis to start")
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-
-    def _answers(self) -> bool:
-        import redis
-
-        try:
-            return bool(redis.Redis.from_url(self.url, socket_timeout=0.5).ping())
-        except redis.RedisError:
-            return False
 
 
 @pytest.fixture
