@@ -61,7 +61,8 @@ def test_jobs_whose_messages_redis_lost_are_sent_again_and_finish_once(
         start_worker("filter")
 
         def all_ended() -> bool:
-            return all(client.get(f"/v1/jobs/{job_id}").json()["state"] in ("succeeded", "failed") for job_id in job_ids)
+            states = [client.get(f"/v1/jobs/{job_id}").json()["state"] for job_id in job_ids]
+            return all(state in ("succeeded", "failed") for state in states)
 
         wait_until(all_ended, 120, "the lost jobs to be sent again and run")
         jobs = [client.get(f"/v1/jobs/{job_id}").json() for job_id in job_ids]
