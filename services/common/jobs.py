@@ -7,6 +7,7 @@ never races the worker on the record itself.
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 import uuid
@@ -176,7 +177,27 @@ class JobContext:
             raise JobCanceledError(self.job.id)
 
     def scratch_dir(self) -> Path:
-        """A local working directory for this job (kept across retries so work can resume)."""
-        path = self.settings.data_dir / "scratch" / self.job.id
+        """A local working directory for this job: kept across retries so work can resume, removed once the job
+        ends (`release_scratch`). Refused with a clear error when the disk under it is nearly full."""
+        path = scratch_path(self.settings, self.job.id)
         path.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(path).free
+        if free < self.settings.scratch_min_free_bytes:
+            raise ScratchFullError(
+                f"the scratch area {path.parent} has {free / 2**30:.1f} GiB free, less than the "
+                f"{self.settings.scratch_min_free_bytes / 2**30:.1f} GiB a job needs (GHIBLI_SCRATCH_MIN_FREE_BYTES)"
+            )
         return path
+
+
+class ScratchFullError(RuntimeError):
+    """The disk holding the scratch area is (nearly) full."""
+
+
+def scratch_path(settings: Settings, job_id: str) -> Path:
+    return settings.data_dir / "scratch" / job_id
+
+
+def release_scratch(settings: Settings, job_id: str) -> None:
+    """Remove a finished job's scratch directory (a retry would have needed it; a terminal job does not)."""
+    shutil.rmtree(scratch_path(settings, job_id), ignore_errors=True)

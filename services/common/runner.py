@@ -16,6 +16,7 @@ from services.common.jobs import (
     JobState,
     TransientJobError,
     now,
+    release_scratch,
 )
 from services.common.metrics import JOB_DURATION
 from services.common.settings import Settings
@@ -95,4 +96,6 @@ def execute_job(job_id: str, store: ObjectStore, settings: Settings) -> Job:
             if job.state != JobState.queued:
                 job.finished_at = now()
             repo.save(job)
+        if job.state.terminal:
+            release_scratch(settings, job_id)
     return job

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
         "<token>` (or HTTP Basic with the token as password, as AUTOMATIC1111 clients send).",
     )
     max_upload_bytes: int = Field(50 * 1024 * 1024, gt=0, description="Largest request body the API accepts.")
+    scratch_min_free_bytes: int = Field(
+        2 * 2**30, ge=0, description="A job refuses to start its scratch work when the disk under it has less free."
+    )
     upload_decode_threads: int = Field(
         2, ge=1, le=64, description="Uploaded images the gateway checks (decodes) at once, off its event loop."
     )
