@@ -115,3 +115,22 @@ def test_token_is_required_when_configured(api_settings: Settings) -> None:
         assert right.status_code == 201
         basic = client.get("/v1/datasets", auth=("lab", "s3cret"))  # AUTOMATIC1111 clients send HTTP Basic
         assert basic.status_code == 200
+
+
+def test_job_listings_are_summaries_without_params(api_settings: Settings) -> None:
+    class HeldQueue:
+        def submit(self, job: object) -> None:
+            return None
+
+        def check(self) -> None:
+            return None
+
+    with TestClient(create_app(api_settings, queue=HeldQueue())) as client:
+        dataset_id = client.post("/v1/datasets", json={"name": "listing"}).json()["id"]
+        urls = [f"https://images.example/{index:05d}/picture.png" for index in range(20_000)]
+        job_id = client.post("/v1/jobs/crawl", json={"dataset_id": dataset_id, "urls": urls}).json()["job_id"]
+        listing = client.get("/v1/jobs")
+        assert [job["id"] for job in listing.json()] == [job_id]
+        assert "params" not in listing.json()[0] and "result" not in listing.json()[0]
+        assert len(listing.content) < 1_000
+        assert len(client.get(f"/v1/jobs/{job_id}").json()["params"]["urls"]) == 20_000  # the full record

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel
@@ -8,7 +9,7 @@ from pydantic import BaseModel
 from services.api.deps import KnownDatasetsDep, QueueDep, StoreDep
 from services.common import registry
 from services.common.datasets import DatasetRepository
-from services.common.jobs import Job, JobRepository, JobState
+from services.common.jobs import Job, JobRepository, JobState, Progress
 from services.common.queue import QueueUnavailableError
 from services.common.storage import InvalidKeyError, ObjectNotFoundError
 
@@ -16,6 +17,24 @@ from services.common.storage import InvalidKeyError, ObjectNotFoundError
 class JobAccepted(BaseModel):
     job_id: str
     state: JobState
+
+
+class JobSummary(BaseModel):
+    """A job in a listing: no params or result, which can be large (`GET /v1/jobs/{id}` has them)."""
+
+    id: str
+    type: str
+    state: JobState
+    progress: Progress
+    error: str | None
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, job: Job) -> JobSummary:
+        return cls.model_validate(job.model_dump(exclude={"params", "result"}))
 
 
 def _job_or_404(repo: JobRepository, job_id: str) -> Job:
@@ -65,11 +84,11 @@ def build_router() -> APIRouter:
             response_model=JobAccepted,
         )
 
-    @router.get("", response_model=list[Job])
-    def list_jobs(store: StoreDep, status: JobState | None = None, type: str | None = None) -> list[Job]:
-        """Jobs, newest first, optionally filtered by state (`status`) and `type`."""
+    @router.get("", response_model=list[JobSummary])
+    def list_jobs(store: StoreDep, status: JobState | None = None, type: str | None = None) -> list[JobSummary]:
+        """Jobs, newest first, optionally filtered by state (`status`) and `type`: summaries without params/result."""
         jobs = JobRepository(store).list(state=status, job_type=type)
-        return sorted(jobs, key=lambda job: job.created_at, reverse=True)
+        return [JobSummary.of(job) for job in sorted(jobs, key=lambda job: job.created_at, reverse=True)]
 
     @router.get("/{job_id}", response_model=Job)
     def get_job(job_id: str, store: StoreDep) -> Job:
