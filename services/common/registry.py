@@ -23,6 +23,9 @@ class JobTypeSpec:
     queue: str
     params: str  # "module:Class", a pydantic model; must import without heavy dependencies
     handler: str  # "module:function" taking a JobContext and returning the result dict
+    # "module:function" taking the validated params, raising ValueError for a job no worker would accept
+    # (limits that live in the worker's settings); checked at submission. Light imports only.
+    admission: str | None = None
 
 
 JOB_TYPES: dict[str, JobTypeSpec] = {
@@ -34,7 +37,13 @@ JOB_TYPES: dict[str, JobTypeSpec] = {
             "caption", "caption", "services.captioner.params:CaptionParams", "services.captioner.tasks:run_caption"
         ),
         JobTypeSpec("train", "train", "services.trainer.params:TrainParams", "services.trainer.tasks:run_train"),
-        JobTypeSpec("infer", "infer", "services.inference.params:InferParams", "services.inference.tasks:run_infer"),
+        JobTypeSpec(
+            "infer",
+            "infer",
+            "services.inference.params:InferParams",
+            "services.inference.tasks:run_infer",
+            admission="services.inference.limits:admit",
+        ),
         JobTypeSpec(
             "pipeline", "pipeline", "services.pipeline.params:PipelineParams", "services.pipeline.tasks:run_pipeline"
         ),
@@ -51,6 +60,13 @@ def _load(path: str) -> Any:
 
 def params_model(job_type: str) -> type[BaseModel]:
     return _load(JOB_TYPES[job_type].params)
+
+
+def admit(job_type: str, params: BaseModel) -> None:
+    """Raise ValueError when the job type's workers would refuse these params (e.g. past the service's caps)."""
+    check = JOB_TYPES[job_type].admission
+    if check is not None:
+        _load(check)(params)
 
 
 def handler(job_type: str) -> Callable[[JobContext], dict[str, Any]]:

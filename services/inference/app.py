@@ -34,7 +34,6 @@ from services.inference.a1111 import PromptError, extract_lora_tags, parse_param
 from services.inference.batcher import Batcher, QueueFullError
 from services.inference.engine import Engine, LoraNotFoundError
 from services.inference.generation import (
-    LimitError,
     Plan,
     comparison_grid,
     comparison_plans,
@@ -42,6 +41,7 @@ from services.inference.generation import (
     png_bytes,
     store_png,
 )
+from services.inference.limits import LimitError
 from services.inference.params import CompareRequest, GenerationParams, LoraRef
 from services.inference.samplers import SAMPLERS
 from services.inference.settings import InferenceSettings

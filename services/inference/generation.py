@@ -11,29 +11,11 @@ from services.common.loras import LoraRecord
 from services.common.storage import ObjectStore
 from services.inference.a1111 import format_parameters
 from services.inference.engine import ImageSpec, LoraCache, RenderSettings
+from services.inference.limits import check_limits
 from services.inference.params import GenerationParams
 from services.inference.settings import InferenceSettings
 
 GENERATED_NAMESPACE = "images/generated"
-
-
-class LimitError(ValueError):
-    """The request is valid but larger than this service allows; the message names the limit."""
-
-
-def check_limits(params: GenerationParams, limits: InferenceSettings) -> None:
-    problems = [
-        f"{name} {value} exceeds the limit of {cap}"
-        for name, value, cap in (
-            ("width", params.width, limits.max_width),
-            ("height", params.height, limits.max_height),
-            ("steps", params.steps, limits.max_steps),
-            ("number of images", len(params.seeds), limits.max_images),
-        )
-        if value > cap
-    ]
-    if problems:
-        raise LimitError("; ".join(problems))
 
 
 @dataclass(frozen=True)

@@ -70,8 +70,8 @@ class PipelineConfig(BaseModel):
         for stage in self.active_stages():
             params = self.stage_params(stage, "ds-to-be-created", placeholder_upstream)
             try:
-                registry.params_model(stage.job_type).model_validate(params)
-            except ValidationError as error:
+                registry.admit(stage.job_type, registry.params_model(stage.job_type).model_validate(params))
+            except ValueError as error:  # pydantic's ValidationError, or a limit of the stage's service
                 raise ValueError(f"stage {stage.name!r}: {error}") from None
         return self
 

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from services.inference.a1111 import PromptError, extract_lora_tags, format_parameters, parse_parameters
-from services.inference.generation import LimitError, check_limits
+from services.inference.limits import LimitError, check_limits
 from services.inference.params import GenerationParams, InferParams, LoraRef
 from services.inference.samplers import canonical_sampler
 from services.inference.settings import InferenceSettings

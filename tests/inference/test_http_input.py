@@ -189,3 +189,12 @@ def test_png_info_refuses_a_bomb_with_a_422(inference: TestClient) -> None:
     response = inference.post("/sdapi/v1/png-info", json={"image": image})
     assert response.status_code == 422
     assert "too large" in response.json()["detail"]
+
+
+def test_an_infer_job_past_the_services_caps_is_refused_at_submission(gateway: TestClient) -> None:
+    response = gateway.post("/v1/jobs/infer", json={"prompt": "a", "width": 2048, "height": 512})
+    assert response.status_code == 422
+    assert "width 2048 exceeds the limit of 1024" in response.json()["detail"]
+    pipeline = gateway.post("/v1/pipelines", json={"name": "p", "sample": {"prompt": "a", "steps": 120}})
+    assert pipeline.status_code == 422
+    assert "steps 120 exceeds the limit of 100" in json.dumps(pipeline.json()["detail"])

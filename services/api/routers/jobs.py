@@ -51,6 +51,10 @@ def _submit_endpoint(job_type: str, params_model: type[BaseModel]) -> Callable[.
         queue: QueueDep,
         known_datasets: KnownDatasetsDep,
     ) -> JobAccepted:
+        try:
+            registry.admit(job_type, params)
+        except ValueError as error:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
         dataset_id = getattr(params, "dataset_id", None)
         if dataset_id is not None and dataset_id not in known_datasets:
             if not store.exists(DatasetRepository.record_key(dataset_id)):
