@@ -18,7 +18,7 @@ from prometheus_client.registry import Collector
 
 from services.api.routers import artifacts, datasets, health, jobs, loras, pipelines
 from services.captioner import router as captions
-from services.common.auth import RequireToken
+from services.common.auth import RequireToken, TokenGuard
 from services.common.http_input import BodySizeLimitMiddleware, StrictJsonMiddleware, validation_error_response
 from services.common.metrics import HttpMetricsMiddleware, QueueDepthCollector
 from services.common.queue import CeleryJobQueue, EmbeddedJobQueue, JobQueue, QueueUnavailableError, make_queue
@@ -83,7 +83,8 @@ def create_app(
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_exception_handler(RequestValidationError, validation_error_response)
     app.add_middleware(HttpMetricsMiddleware)
-    app.mount("/metrics", make_asgi_app(registry=_metrics_registry(settings)))
+    # Scrapers send the token as Prometheus does (`authorization: {credentials: ...}` in the scrape config).
+    app.mount("/metrics", TokenGuard(make_asgi_app(registry=_metrics_registry(settings)), settings.api_token))
 
     app.include_router(health.router)
     app.mount("/ui", StaticFiles(directory=Path(__file__).parent / "static", html=True), name="ui")

@@ -13,8 +13,10 @@ import secrets
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 CHALLENGE = 'Bearer, Basic realm="ghibli-lora"'
 # Only documents the scheme in OpenAPI (Swagger's "Authorize"); the header is read below, Basic included.
@@ -58,3 +60,23 @@ class RequireToken:
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED, "missing or wrong token", headers={"WWW-Authenticate": CHALLENGE}
             )
+
+
+class TokenGuard:
+    """The same check around a mounted ASGI app (Prometheus' `/metrics`), which route dependencies do not reach."""
+
+    def __init__(self, app: ASGIApp, expected: SecretStr | None) -> None:
+        self.app, self.expected = app, expected
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(scope.get("headers", []))
+        authorization = headers.get(b"authorization", b"").decode("latin-1") or None
+        if scope["type"] == "http" and not token_accepted(authorization, self.expected):
+            response = JSONResponse(
+                {"detail": "missing or wrong token"},
+                status.HTTP_401_UNAUTHORIZED,
+                headers={"WWW-Authenticate": CHALLENGE},
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

@@ -25,7 +25,7 @@ from PIL import Image, UnidentifiedImageError
 from prometheus_client import make_asgi_app
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from services.common.auth import RequireToken
+from services.common.auth import RequireToken, TokenGuard
 from services.common.http_input import BodySizeLimitMiddleware, StrictJsonMiddleware, validation_error_response
 from services.common.metrics import HttpMetricsMiddleware
 from services.common.settings import Settings
@@ -124,13 +124,13 @@ def create_app(
         service.batcher.close()
 
     app = FastAPI(title="ghibli-lora inference", version="0.1.0", lifespan=lifespan)
-    # The gateway's token (GHIBLI_API_TOKEN) guards every route but the healthcheck.
+    # The gateway's token (GHIBLI_API_TOKEN) guards every route and /metrics; /healthz and the OpenAPI docs stay open.
     protected = [Depends(RequireToken(settings.api_token))]
     app.add_middleware(StrictJsonMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_exception_handler(RequestValidationError, validation_error_response)
     app.add_middleware(HttpMetricsMiddleware)
-    app.mount("/metrics", make_asgi_app())
+    app.mount("/metrics", TokenGuard(make_asgi_app(), settings.api_token))
 
     def running() -> _Service:
         if service is None:

@@ -115,6 +115,9 @@ def test_token_is_required_when_configured(api_settings: Settings) -> None:
         assert right.status_code == 201
         basic = client.get("/v1/datasets", auth=("lab", "s3cret"))  # AUTOMATIC1111 clients send HTTP Basic
         assert basic.status_code == 200
+        assert client.get("/metrics").status_code == 401
+        assert client.get("/metrics", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert client.get("/ui/").status_code == 200  # the page itself holds no data; it sends the token
 
 
 def test_job_listings_are_summaries_without_params(api_settings: Settings) -> None:

@@ -58,6 +58,9 @@ def test_every_route_but_the_healthcheck_wants_the_token(secured_app: object, cl
             assert response.status_code == 401, (method, path, headers)
             assert "Bearer" in response.headers["www-authenticate"]
     assert client.get("/healthz").status_code == 200
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+    assert client.get("/openapi.json").status_code == 200  # the schema holds no secrets
 
 
 @pytest.mark.parametrize("authorization", [f"Bearer {TOKEN}", basic("lab", TOKEN), basic("", TOKEN)])
