@@ -19,7 +19,12 @@ from prometheus_client.registry import Collector
 from services.api.routers import artifacts, datasets, health, jobs, loras, pipelines
 from services.captioner import router as captions
 from services.common.auth import RequireToken, TokenGuard
-from services.common.http_input import BodySizeLimitMiddleware, StrictJsonMiddleware, validation_error_response
+from services.common.http_input import (
+    BodySizeLimitMiddleware,
+    StrictJsonMiddleware,
+    error_responses,
+    validation_error_response,
+)
 from services.common.metrics import HttpMetricsMiddleware, QueueDepthCollector
 from services.common.queue import CeleryJobQueue, EmbeddedJobQueue, JobQueue, QueueUnavailableError, make_queue
 from services.common.registry import QUEUES
@@ -94,12 +99,16 @@ def create_app(
         return RedirectResponse("/ui/")
 
     protected = [Depends(RequireToken(settings.api_token))]
-    app.include_router(datasets.router, dependencies=protected)
-    app.include_router(jobs.build_router(), dependencies=protected)
-    app.include_router(pipelines.router, dependencies=protected)
-    app.include_router(loras.router, dependencies=protected)
-    app.include_router(artifacts.router, dependencies=protected)
-    app.include_router(captions.router, dependencies=protected)
+    # Any protected route may answer these: the token, the body limit, the strict JSON check, unknown or
+    # malformed keys (the exception handlers below); submissions also 503 when Redis is down.
+    answers = error_responses(400, 401, 404, 413, 422)
+    submissions = error_responses(400, 401, 404, 413, 422, 503)
+    app.include_router(datasets.router, dependencies=protected, responses=answers)
+    app.include_router(jobs.build_router(), dependencies=protected, responses=submissions)
+    app.include_router(pipelines.router, dependencies=protected, responses=error_responses(409) | submissions)
+    app.include_router(loras.router, dependencies=protected, responses=answers)
+    app.include_router(artifacts.router, dependencies=protected, responses=answers)
+    app.include_router(captions.router, dependencies=protected, responses=answers)
 
     @app.exception_handler(QueueUnavailableError)
     async def queue_unavailable(_: Request, error: QueueUnavailableError) -> JSONResponse:

@@ -6,6 +6,7 @@
   can take those. Such a body is answered 422 naming each offending field, before any route sees it.
 - `validation_error_response`: the 422 for an invalid body, in FastAPI's `{"detail": [...]}` shape but
   without echoing the input (a 45 MB field came back whole; a NaN input could not be encoded at all).
+- `error_responses`: the OpenAPI entries for the 4xx/5xx answers, all in that one `{"detail": ...}` shape.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from fastapi import Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
@@ -193,3 +195,27 @@ async def validation_error_response(_: Request, error: RequestValidationError) -
     """FastAPI's 422, minus the echoed input."""
     errors = [_without_input(item) for item in error.errors()]
     return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx/5xx answer of both services."""
+
+    detail: str | list[dict[str, Any]] = Field(description="A message, or the list of field errors of a 422.")
+
+
+_ERROR_DESCRIPTIONS = {
+    400: "Malformed input that is not a field of the body (an object key, a form)",
+    401: "Missing or wrong token (`GHIBLI_API_TOKEN`): Bearer, or HTTP Basic with the token as password",
+    404: "No such object",
+    409: "Conflicts with the object's current state",
+    413: "Request body over the size limit",
+    422: "Invalid input; each error names its field",
+    429: "Too many requests waiting; see Retry-After",
+    503: "Not ready: the model is loading, or the job queue (Redis) is unavailable; see Retry-After",
+    504: "The work took longer than the service waits",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these status codes, each with the shared error body."""
+    return {code: {"model": ErrorBody, "description": _ERROR_DESCRIPTIONS[code]} for code in codes}

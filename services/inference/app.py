@@ -26,7 +26,12 @@ from prometheus_client import make_asgi_app
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.common.auth import RequireToken, TokenGuard
-from services.common.http_input import BodySizeLimitMiddleware, StrictJsonMiddleware, validation_error_response
+from services.common.http_input import (
+    BodySizeLimitMiddleware,
+    StrictJsonMiddleware,
+    error_responses,
+    validation_error_response,
+)
 from services.common.metrics import HttpMetricsMiddleware
 from services.common.settings import Settings
 from services.common.storage import ObjectStore, make_store
@@ -126,6 +131,8 @@ def create_app(
     app = FastAPI(title="ghibli-lora inference", version="0.1.0", lifespan=lifespan)
     # The gateway's token (GHIBLI_API_TOKEN) guards every route and /metrics; /healthz and the OpenAPI docs stay open.
     protected = [Depends(RequireToken(settings.api_token))]
+    answers = error_responses(401, 413, 422, 503)  # 503 until the model is loaded
+    renders = {**error_responses(404, 429, 504), **answers}  # unknown LoRA, queue full, too slow
     app.add_middleware(StrictJsonMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_exception_handler(RequestValidationError, validation_error_response)
@@ -156,7 +163,7 @@ def create_app(
         headers = {"Retry-After": str(round(error.retry_after_s))}
         return JSONResponse({"detail": str(error)}, status.HTTP_429_TOO_MANY_REQUESTS, headers=headers)
 
-    @app.get("/healthz")
+    @app.get("/healthz", responses=error_responses(503))
     def healthz() -> dict[str, Any]:
         current = running()
         return {
@@ -166,7 +173,7 @@ def create_app(
             "queued": current.batcher.queued,
         }
 
-    @app.post("/v1/generate", responses={200: {"content": {"image/png": {}}}}, dependencies=protected)
+    @app.post("/v1/generate", responses={200: {"content": {"image/png": {}}}, **renders}, dependencies=protected)
     async def generate(request: GenerateRequest, accept: Annotated[str, Header()] = "") -> Any:
         """Images for each seed; keys in the object store (and URLs where the store signs them).
 
@@ -193,7 +200,7 @@ def create_app(
             "loras": [{"id": lora_id, "scale": scale} for lora_id, scale in plan.settings.loras],
         }
 
-    @app.post("/v1/compare", responses={200: {"content": {"image/png": {}}}}, dependencies=protected)
+    @app.post("/v1/compare", responses={200: {"content": {"image/png": {}}}, **renders}, dependencies=protected)
     async def compare(request: CompareRequest, accept: Annotated[str, Header()] = "") -> Any:
         """One labelled grid: rows without LoRA and with it at each scale, columns the seeds."""
         current = running()
@@ -205,7 +212,7 @@ def create_app(
         key = await asyncio.to_thread(store_png, current.store, grid)
         return {"key": key, "url": current.store.url(key), "rows": [row.label for row in rows]}
 
-    @app.post("/sdapi/v1/txt2img", dependencies=protected)
+    @app.post("/sdapi/v1/txt2img", responses=renders, dependencies=protected)
     async def txt2img(request: Txt2ImgRequest) -> dict[str, Any]:
         current = running()
         if request.enable_hr:
@@ -218,7 +225,7 @@ def create_app(
         count = request.batch_size * request.n_iter
         if count > current.limits.max_images:  # before the seed list is built: 5,000,000 × 2 cost 420 MB
             raise LimitError(
-                f"number of images {count} (batch_size × n_iter) exceeds the limit of {current.limits.max_images}"
+                f"number of images {count} exceeds the limit of {current.limits.max_images} (batch_size × n_iter)"
             )
         params = GenerationParams(
             prompt=prompt,
@@ -257,7 +264,7 @@ def create_app(
         }
         return {"images": encoded, "parameters": request.model_dump(), "info": json.dumps(info)}
 
-    @app.get("/sdapi/v1/sd-models", dependencies=protected)
+    @app.get("/sdapi/v1/sd-models", responses=answers, dependencies=protected)
     def sd_models() -> list[dict[str, Any]]:
         current = running()
         name = current.engine.model_name
@@ -272,13 +279,13 @@ def create_app(
             }
         ]
 
-    @app.get("/sdapi/v1/samplers", dependencies=protected)
+    @app.get("/sdapi/v1/samplers", responses=answers, dependencies=protected)
     def samplers() -> list[dict[str, Any]]:
         return [
             {"name": name, "aliases": [class_name], "options": extra} for name, (class_name, extra) in SAMPLERS.items()
         ]
 
-    @app.get("/sdapi/v1/loras", dependencies=protected)
+    @app.get("/sdapi/v1/loras", responses=answers, dependencies=protected)
     def loras() -> list[dict[str, Any]]:
         return [
             {
@@ -295,15 +302,15 @@ def create_app(
             for record in sorted(running().engine.loras.records(), key=lambda record: record.name)
         ]
 
-    @app.post("/sdapi/v1/refresh-loras", dependencies=protected)
+    @app.post("/sdapi/v1/refresh-loras", responses=answers, dependencies=protected)
     def refresh_loras() -> None:
         running().engine.loras.records(refresh=True)
 
-    @app.get("/sdapi/v1/options", dependencies=protected)
+    @app.get("/sdapi/v1/options", responses=answers, dependencies=protected)
     def get_options() -> dict[str, Any]:
         return {"sd_model_checkpoint": running().engine.model_name, "samples_format": "png"}
 
-    @app.post("/sdapi/v1/options", dependencies=protected)
+    @app.post("/sdapi/v1/options", responses=answers, dependencies=protected)
     def set_options(options: dict[str, Any]) -> None:
         wanted = options.get("sd_model_checkpoint")
         loaded = running().engine.model_name
@@ -313,7 +320,7 @@ def create_app(
                 f"this service serves {loaded!r} only; switch models by restarting it with GHIBLI_INFERENCE_BASE_MODEL",
             )
 
-    @app.get("/sdapi/v1/progress", dependencies=protected)
+    @app.get("/sdapi/v1/progress", responses=answers, dependencies=protected)
     def progress() -> dict[str, Any]:
         current = running()
         now = current.engine.progress
@@ -334,7 +341,7 @@ def create_app(
             "textinfo": None,
         }
 
-    @app.post("/sdapi/v1/png-info", dependencies=protected)
+    @app.post("/sdapi/v1/png-info", responses=answers, dependencies=protected)
     def png_info(request: PngInfoRequest) -> dict[str, Any]:
         encoded = request.image.split(",", 1)[1] if request.image.startswith("data:") else request.image
         try:

@@ -12,7 +12,7 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses={503: {"description": "The store or the queue does not answer (same body)"}})
 def readyz(request: Request) -> JSONResponse:
     """The object store and the job queue (Redis) answer."""
     checks: dict[str, str] = {}
