@@ -15,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import REGISTRY, CollectorRegistry, make_asgi_app
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.api.routers import artifacts, datasets, health, jobs, loras, pipelines
 from services.captioner import router as captions
@@ -23,6 +24,7 @@ from services.common.http_input import (
     BodySizeLimitMiddleware,
     StrictJsonMiddleware,
     error_responses,
+    http_error_response,
     validation_error_response,
 )
 from services.common.metrics import HttpMetricsMiddleware, QueueDepthCollector
@@ -87,6 +89,7 @@ def create_app(
     app.add_middleware(StrictJsonMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_exception_handler(RequestValidationError, validation_error_response)
+    app.add_exception_handler(StarletteHTTPException, http_error_response)
     app.add_middleware(HttpMetricsMiddleware)
     # Scrapers send the token as Prometheus does (`authorization: {credentials: ...}` in the scrape config).
     app.mount("/metrics", TokenGuard(make_asgi_app(registry=_metrics_registry(settings)), settings.api_token))

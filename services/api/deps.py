@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 import anyio
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 
+from services.common.params import ID_PATTERN
 from services.common.queue import JobQueue
 from services.common.settings import Settings
-from services.common.storage import ObjectStore
+from services.common.storage import KEY_PATTERN, MAX_KEY_LENGTH, ObjectStore
 
 
 def get_settings(request: Request) -> Settings:
@@ -39,3 +40,6 @@ StoreDep = Annotated[ObjectStore, Depends(get_store)]
 QueueDep = Annotated[JobQueue, Depends(get_queue)]
 KnownDatasetsDep = Annotated[set[str], Depends(get_known_datasets)]
 DecodeLimiterDep = Annotated[anyio.CapacityLimiter, Depends(get_decode_limiter)]
+# Path parameters as the OpenAPI schema states them: ids are what `new_id` makes, keys what the store accepts.
+IdPath = Annotated[str, Path(pattern=ID_PATTERN, max_length=100)]
+KeyPath = Annotated[str, Path(pattern=KEY_PATTERN, max_length=MAX_KEY_LENGTH)]

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field, StrictBool, model_validator
 
-from services.common.params import JobParams
+from services.common.params import DatasetId, JobParams
 
 # Longer captions are cut by CLIP's 77 tokens anyway; this keeps hand edits in that range.
 MAX_CAPTION_CHARS = 400
 
 
 class CaptionParams(JobParams):
-    dataset_id: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")
+    dataset_id: DatasetId
     batch_size: int | None = Field(None, ge=1, le=512, description="Overrides GHIBLI_CAPTIONER_BATCH_SIZE.")
     num_beams: int = Field(3, ge=1, le=10)
     min_new_tokens: int = Field(5, ge=0, le=100)
@@ -20,14 +20,14 @@ class CaptionParams(JobParams):
     prompt: str | None = Field(
         None, max_length=100, description="Conditional prefix BLIP continues, e.g. 'an illustration of'."
     )
-    keep_prompt: bool = Field(False, description="Keep the prompt's words at the start of each caption.")
+    keep_prompt: StrictBool = Field(False, description="Keep the prompt's words at the start of each caption.")
     trigger: str | None = Field(None, max_length=50, description="Token put first in every caption, e.g. 'ghblstyle'.")
     style_suffix: str | None = Field(
         None, max_length=100, description="Appended to every caption, e.g. 'in Ghibli style'."
     )
     subject: str = Field("a character", min_length=1, max_length=50, description="Replaces a character's name.")
     extra_names: list[str] = Field(default_factory=list, max_length=500, description="More names to scrub (→ subject).")
-    discard_hand_edits: bool = Field(
+    discard_hand_edits: StrictBool = Field(
         False, description="Replace captions people edited with the job's (by default a rerun keeps them)."
     )
 

@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
-from services.api.deps import StoreDep
+from services.api.deps import IdPath, StoreDep
 from services.captioner.catalog import EDITS, CaptionCatalog, CaptionNotFoundError, CaptionRejectedError
 from services.captioner.exports import CaptionEntry
 from services.captioner.params import MAX_CAPTION_CHARS
@@ -46,12 +46,12 @@ def _catalog_or_404(store: StoreDep, dataset_id: str) -> CaptionCatalog:
 
 
 @router.get("/{dataset_id}/captions", response_model=CaptionList)
-def list_captions(dataset_id: str, store: StoreDep) -> CaptionList:
+def list_captions(dataset_id: IdPath, store: StoreDep) -> CaptionList:
     return CaptionList(items=[_item(entry) for entry in _catalog_or_404(store, dataset_id).entries()])
 
 
 @router.get("/{dataset_id}/captions/export.zip", response_class=FileResponse)
-def download_exports(dataset_id: str, store: StoreDep) -> FileResponse:
+def download_exports(dataset_id: IdPath, store: StoreDep) -> FileResponse:
     """Every export (captions.json/csv/txt, imagefolder/, kohya/) as one zip."""
     catalog = _catalog_or_404(store, dataset_id)
     # On disk, not in memory: a set of a few thousand 512x512 images is hundreds of megabytes.
@@ -72,7 +72,7 @@ def download_exports(dataset_id: str, store: StoreDep) -> FileResponse:
 
 
 @router.put("/{dataset_id}/captions/{file_name}", response_model=CaptionItem)
-def edit_caption(dataset_id: str, file_name: str, body: CaptionEdit, store: StoreDep) -> CaptionItem:
+def edit_caption(dataset_id: IdPath, file_name: str, body: CaptionEdit, store: StoreDep) -> CaptionItem:
     """Replace one caption; names are scrubbed as in the job, every export is rewritten, and a rerun of the
     caption job keeps it (unless that job asks to `discard_hand_edits`)."""
     catalog = _catalog_or_404(store, dataset_id)

@@ -7,6 +7,8 @@
 - `validation_error_response`: the 422 for an invalid body, in FastAPI's `{"detail": [...]}` shape but
   without echoing the input (a 45 MB field came back whole; a NaN input could not be encoded at all).
 - `error_responses`: the OpenAPI entries for the 4xx/5xx answers, all in that one `{"detail": ...}` shape.
+- `http_error_response`: Starlette's answer to an HTTP error, except that a 405 lists every method the path
+  takes in `Allow` (Starlette names only the first route's, so `OPTIONS /v1/datasets` said `GET` alone).
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ from typing import Any
 import anyio.to_thread
 from fastapi import Request, status
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
@@ -219,3 +224,15 @@ _ERROR_DESCRIPTIONS = {
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` for these status codes, each with the shared error body."""
     return {code: {"model": ErrorBody, "description": _ERROR_DESCRIPTIONS[code]} for code in codes}
+
+
+async def http_error_response(request: Request, error: StarletteHTTPException) -> Response:
+    if error.status_code != status.HTTP_405_METHOD_NOT_ALLOWED:
+        return await http_exception_handler(request, error)
+    methods = {
+        method
+        for route in request.app.router.routes
+        if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] != Match.NONE
+        for method in route.methods
+    }
+    return JSONResponse({"detail": error.detail}, error.status_code, headers={"Allow": ", ".join(sorted(methods))})

@@ -6,9 +6,12 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-# torch.Generator.manual_seed takes up to 2**64 - 1; A1111 and the samplers' infotext keep seeds signed 64-bit.
-Seed = Annotated[int, Field(ge=0, lt=2**63, description="A random seed in [0, 2**63).")]
+# Below 2**53, a seed is exact as a JSON number in every client (JavaScript's included) and in the OpenAPI
+# schema's bound; torch's generators take it as it is.
+Seed = Annotated[int, Field(ge=0, lt=2**53, description="A random seed in [0, 2**53).")]
 Channel = Annotated[int, Field(ge=0, le=255)]
+ID_PATTERN = r"^[A-Za-z0-9_-]+$"
+DatasetId = Annotated[str, Field(min_length=1, max_length=100, pattern=ID_PATTERN, description="A dataset's id.")]
 
 
 class JobParams(BaseModel):

@@ -21,7 +21,10 @@ from typing import Any
 
 from services.common.settings import Settings
 
-_KEY_SEGMENT = re.compile(r"^[A-Za-z0-9._=+@-]+$")
+# A segment becomes a file name in the embedded store: at most 255 bytes (NAME_MAX) on every Linux filesystem.
+_SEGMENT = r"[A-Za-z0-9._=+@-]{1,255}"
+_KEY_SEGMENT = re.compile(rf"^{_SEGMENT}$")
+KEY_PATTERN = rf"^{_SEGMENT}(/{_SEGMENT})*$"  # what validate_key accepts but '.' and '..' segments
 MAX_KEY_LENGTH = 900
 
 
@@ -43,7 +46,9 @@ def validate_key(key: str) -> str:
         if segment in ("", ".", ".."):
             raise InvalidKeyError(f"object key {key!r} has an empty, '.' or '..' segment")
         if not _KEY_SEGMENT.match(segment):
-            raise InvalidKeyError(f"object key {key!r} may only use letters, digits and . _ = + @ - in each segment")
+            raise InvalidKeyError(
+                f"object key {key!r} may only use letters, digits and . _ = + @ - in each segment, 255 at most"
+            )
     return key
 
 

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, StrictBool
 
 from services.common.datasets import Character
-from services.common.params import JobParams
+from services.common.params import DatasetId, JobParams
 
 SourceName = Literal["simple_image_download", "bing"]
 
 
 class CrawlParams(JobParams):
-    dataset_id: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")
+    dataset_id: DatasetId
     characters: list[Character] | None = Field(
         None, max_length=500, description="Characters to search for; default: the dataset's characters."
     )
-    search: bool = Field(True, description="Search for the characters; false imports only the URL list / archive.")
+    search: StrictBool = Field(
+        True, description="Search for the characters; false imports only the URL list / archive."
+    )
     sources: list[SourceName] = Field(
         default_factory=lambda: ["simple_image_download", "bing"],
         min_length=1,

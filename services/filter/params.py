@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, StrictBool
 
-from services.common.params import Channel, JobParams
+from services.common.params import Channel, DatasetId, JobParams
 
 NormaliseMode = Literal["center-crop", "pad", "resize"]
 
@@ -36,7 +36,7 @@ class FilterOptions(JobParams):
         2.0, ge=0, le=8, description="Grey histogram entropy (bits) below which an image carries too little."
     )
     text_detector: Literal["tesseract", "none"] = "tesseract"
-    text_prescreen: bool = Field(
+    text_prescreen: StrictBool = Field(
         True, description="Only OCR pictures whose edges hold text-like lines (a few ms) instead of all of them."
     )
     text_max_words: int = Field(2, ge=1, description="Images with at least this many recognised words are dropped.")
@@ -49,4 +49,4 @@ class FilterOptions(JobParams):
 
 
 class FilterParams(FilterOptions):
-    dataset_id: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")
+    dataset_id: DatasetId

@@ -24,12 +24,14 @@ from fastapi.responses import JSONResponse, Response
 from PIL import Image, UnidentifiedImageError
 from prometheus_client import make_asgi_app
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.common.auth import RequireToken, TokenGuard
 from services.common.http_input import (
     BodySizeLimitMiddleware,
     StrictJsonMiddleware,
     error_responses,
+    http_error_response,
     validation_error_response,
 )
 from services.common.metrics import HttpMetricsMiddleware
@@ -136,6 +138,7 @@ def create_app(
     app.add_middleware(StrictJsonMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_exception_handler(RequestValidationError, validation_error_response)
+    app.add_exception_handler(StarletteHTTPException, http_error_response)
     app.add_middleware(HttpMetricsMiddleware)
     app.mount("/metrics", TokenGuard(make_asgi_app(), settings.api_token))
 

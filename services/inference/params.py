@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, StrictBool, field_validator, model_validator
 
 from services.common.params import JobParams, Seed
 from services.inference.samplers import DEFAULT_SAMPLER, canonical_sampler
@@ -47,7 +47,7 @@ class GenerationParams(JobParams):
 class InferParams(GenerationParams):
     """The `infer` job. Result: `{"images": [keys], "grid": key, "comparison": key|None}`."""
 
-    compare_base: bool = Field(False, description="Also render without LoRA: a base-vs-LoRA comparison grid.")
+    compare_base: StrictBool = Field(False, description="Also render without LoRA: a base-vs-LoRA comparison grid.")
     compare_scales: list[float] = Field(
         default_factory=list, max_length=6, description="Extra LoRA scales for the comparison grid's rows."
     )
@@ -62,4 +62,4 @@ class InferParams(GenerationParams):
 class CompareRequest(InferParams):
     """`POST /v1/compare`: the comparison grid as one labelled PNG."""
 
-    compare_base: bool = True
+    compare_base: StrictBool = True

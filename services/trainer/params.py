@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, StrictBool
 
-from services.common.params import JobParams, Seed
+from services.common.params import DatasetId, JobParams, Seed
 
 DEFAULT_VALIDATION_PROMPTS = [
     "a girl with a red bow standing in a green meadow under a blue sky, studio ghibli style",
@@ -18,7 +18,7 @@ LORA_TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0")
 class TrainParams(JobParams):
     """UNet LoRA on the SD1.5 attention projections (to_q, to_k, to_v, to_out.0)."""
 
-    dataset_id: str = Field(min_length=1, max_length=100)
+    dataset_id: DatasetId
     name: str | None = Field(
         None, pattern=r"^[A-Za-z0-9._-]{1,80}$", description="LoRA name (A1111 `<lora:NAME:1>`); default from dataset."
     )
@@ -33,15 +33,15 @@ class TrainParams(JobParams):
     batch_size: int = Field(4, ge=1, le=256, description="Per process.")
     gradient_accumulation_steps: int = Field(1, ge=1, le=256)
     resolution: int = Field(512, ge=32, le=2048, multiple_of=8)
-    center_crop: bool = Field(True, description="False: one random crop per image (cacheable).")
-    random_flip: bool = True
+    center_crop: StrictBool = Field(True, description="False: one random crop per image (cacheable).")
+    random_flip: StrictBool = True
     snr_gamma: float | None = Field(None, gt=0, description="Min-SNR loss weighting (5.0 is the paper's value).")
     noise_offset: float = Field(0.0, ge=0, le=1)
     prediction_type: Literal["epsilon", "v_prediction"] | None = Field(None, description="Default: the scheduler's.")
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = Field("auto", description="auto: fp16 on CUDA, else no.")
-    gradient_checkpointing: bool = False
-    cache_latents: bool = Field(True, description="Encode images and captions once, not every step.")
-    torch_compile: bool = False
+    gradient_checkpointing: StrictBool = False
+    cache_latents: StrictBool = Field(True, description="Encode images and captions once, not every step.")
+    torch_compile: StrictBool = False
     max_grad_norm: float = Field(1.0, gt=0)
     weight_decay: float = Field(1e-2, ge=0)
     seed: Seed = 42
@@ -49,16 +49,12 @@ class TrainParams(JobParams):
     checkpoint_every: int = Field(250, ge=1, description="Steps between checkpoints written to the store.")
     checkpoints_to_keep: int = Field(2, ge=1)
     validation_every: int | None = Field(250, ge=1, description="Steps between validation grids; None: at the end.")
-    validation_prompts: list[str] = Field(default_factory=lambda: list(DEFAULT_VALIDATION_PROMPTS), max_length=16)
+    validation_prompts: list[Annotated[str, Field(pattern=r"\S", max_length=2000)]] = Field(
+        default_factory=lambda: list(DEFAULT_VALIDATION_PROMPTS), max_length=16, description="None of them blank."
+    )
     validation_seeds: list[Seed] = Field(default_factory=lambda: [0, 1], min_length=1, max_length=8)
     validation_inference_steps: int = Field(25, ge=1, le=200)
     validation_guidance_scale: float = Field(7.5, ge=0, le=30)
-
-    @model_validator(mode="after")
-    def _prompts_are_not_blank(self) -> TrainParams:
-        if any(not prompt.strip() for prompt in self.validation_prompts):
-            raise ValueError("validation_prompts may not contain blank prompts")
-        return self
 
     @property
     def lora_alpha(self) -> float:

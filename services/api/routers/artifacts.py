@@ -5,14 +5,14 @@ import mimetypes
 from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import RedirectResponse, Response
 
-from services.api.deps import StoreDep
+from services.api.deps import KeyPath, StoreDep
 from services.common.storage import InvalidKeyError, ObjectNotFoundError, validate_key
 
 router = APIRouter(prefix="/v1/artifacts", tags=["artifacts"])
 
 
 @router.get("/{key:path}", response_model=None)
-def get_artifact(key: str, store: StoreDep, redirect: bool = False) -> Response:
+def get_artifact(key: KeyPath, store: StoreDep, redirect: bool = False) -> Response:
     """An object from the store; `?redirect=true` answers with a presigned URL where S3 can sign one."""
     try:
         validate_key(key)

@@ -7,7 +7,7 @@ import anyio.to_thread
 from fastapi import APIRouter, File, HTTPException, UploadFile, status
 from pydantic import BaseModel, Field
 
-from services.api.deps import DecodeLimiterDep, SettingsDep, StoreDep
+from services.api.deps import DecodeLimiterDep, IdPath, SettingsDep, StoreDep
 from services.common.datasets import Character, Dataset, DatasetRepository, RawImage
 from services.common.images import ImageRejectedError
 from services.common.storage import ObjectNotFoundError
@@ -51,7 +51,7 @@ def list_datasets(store: StoreDep) -> list[Dataset]:
 
 
 @router.get("/{dataset_id}/images", response_model=list[RawImage])
-def list_raw_images(dataset_id: str, store: StoreDep) -> list[RawImage]:
+def list_raw_images(dataset_id: IdPath, store: StoreDep) -> list[RawImage]:
     """The dataset's raw images with their provenance; bytes download from `/v1/artifacts/{key}`."""
     repo = DatasetRepository(store)
     _dataset_or_404(repo, dataset_id)
@@ -59,7 +59,7 @@ def list_raw_images(dataset_id: str, store: StoreDep) -> list[RawImage]:
 
 
 @router.get("/{dataset_id}", response_model=DatasetView)
-def get_dataset(dataset_id: str, store: StoreDep) -> DatasetView:
+def get_dataset(dataset_id: IdPath, store: StoreDep) -> DatasetView:
     repo = DatasetRepository(store)
     dataset = _dataset_or_404(repo, dataset_id)
     return DatasetView(**dataset.model_dump(), raw_images=repo.count_raw_images(dataset_id))
@@ -67,8 +67,10 @@ def get_dataset(dataset_id: str, store: StoreDep) -> DatasetView:
 
 @router.post("/{dataset_id}/images", response_model=list[UploadOutcome])
 async def upload_images(
-    dataset_id: str,
-    files: Annotated[list[UploadFile], File(description="Image files (JPEG, PNG, GIF, WebP, BMP, TIFF).")],
+    dataset_id: IdPath,
+    files: Annotated[
+        list[UploadFile], File(description="Image files (JPEG, PNG, GIF, WebP, BMP, TIFF).", min_length=1)
+    ],
     store: StoreDep,
     settings: SettingsDep,
     decode_limiter: DecodeLimiterDep,

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from enum import Enum
 
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel
 
-from services.api.deps import KnownDatasetsDep, QueueDep, StoreDep
+from services.api.deps import IdPath, KnownDatasetsDep, QueueDep, StoreDep
 from services.common import registry
 from services.common.datasets import DatasetRepository
 from services.common.jobs import Job, JobRepository, JobState, Progress
@@ -77,6 +78,9 @@ def _submit_endpoint(job_type: str, params_model: type[BaseModel]) -> Callable[.
     return submit
 
 
+JobType = Enum("JobType", {name: name for name in registry.JOB_TYPES}, type=str)  # type: ignore[misc]
+
+
 def build_router() -> APIRouter:
     router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
     for job_type in registry.JOB_TYPES:
@@ -89,17 +93,17 @@ def build_router() -> APIRouter:
         )
 
     @router.get("", response_model=list[JobSummary])
-    def list_jobs(store: StoreDep, status: JobState | None = None, type: str | None = None) -> list[JobSummary]:
+    def list_jobs(store: StoreDep, status: JobState | None = None, type: JobType | None = None) -> list[JobSummary]:
         """Jobs, newest first, optionally filtered by state (`status`) and `type`: summaries without params/result."""
-        jobs = JobRepository(store).list(state=status, job_type=type)
+        jobs = JobRepository(store).list(state=status, job_type=type.value if type else None)
         return [JobSummary.of(job) for job in sorted(jobs, key=lambda job: job.created_at, reverse=True)]
 
     @router.get("/{job_id}", response_model=Job)
-    def get_job(job_id: str, store: StoreDep) -> Job:
+    def get_job(job_id: IdPath, store: StoreDep) -> Job:
         return _job_or_404(JobRepository(store), job_id)
 
     @router.post("/{job_id}/cancel", response_model=Job)
-    def cancel_job(job_id: str, store: StoreDep) -> Job:
+    def cancel_job(job_id: IdPath, store: StoreDep) -> Job:
         """Ask the job to stop; a queued job is canceled at once, a running one at its next check."""
         repo = JobRepository(store)
         _job_or_404(repo, job_id)

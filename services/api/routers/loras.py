@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, status
 
-from services.api.deps import StoreDep
+from services.api.deps import IdPath, StoreDep
 from services.common.loras import LoraRecord, LoraRepository
 from services.common.storage import InvalidKeyError, ObjectNotFoundError
 
@@ -16,7 +16,7 @@ def list_loras(store: StoreDep) -> list[LoraRecord]:
 
 
 @router.get("/{lora_id}", response_model=LoraRecord)
-def get_lora(lora_id: str, store: StoreDep) -> LoraRecord:
+def get_lora(lora_id: IdPath, store: StoreDep) -> LoraRecord:
     try:
         return LoraRepository(store).find(lora_id)
     except (ObjectNotFoundError, InvalidKeyError):

@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel
 
-from services.api.deps import QueueDep, StoreDep
+from services.api.deps import IdPath, QueueDep, StoreDep
 from services.common.jobs import Job, JobRepository, JobState
 from services.common.storage import InvalidKeyError, ObjectNotFoundError
 from services.pipeline.config import PipelineConfig
@@ -43,7 +43,7 @@ def create_pipeline(config: PipelineConfig, store: StoreDep, queue: QueueDep) ->
 
 
 @router.get("/{pipeline_id}", response_model=PipelineStatus)
-def get_pipeline(pipeline_id: str, store: StoreDep) -> PipelineStatus:
+def get_pipeline(pipeline_id: IdPath, store: StoreDep) -> PipelineStatus:
     """The pipeline, its latest run's state and every stage job with its progress."""
     record = _record_or_404(store, pipeline_id)
     jobs = JobRepository(store)
@@ -52,7 +52,7 @@ def get_pipeline(pipeline_id: str, store: StoreDep) -> PipelineStatus:
 
 
 @router.post("/{pipeline_id}/stop", response_model=PipelineStatus)
-def stop(pipeline_id: str, store: StoreDep) -> PipelineStatus:
+def stop(pipeline_id: IdPath, store: StoreDep) -> PipelineStatus:
     """Cancel the running stage and the run; finished stages stay, `resume` continues from here."""
     _record_or_404(store, pipeline_id)
     stop_pipeline(pipeline_id, store)
@@ -60,7 +60,7 @@ def stop(pipeline_id: str, store: StoreDep) -> PipelineStatus:
 
 
 @router.post("/{pipeline_id}/resume", status_code=status.HTTP_202_ACCEPTED, response_model=PipelineAccepted)
-def resume(pipeline_id: str, store: StoreDep, queue: QueueDep) -> PipelineAccepted:
+def resume(pipeline_id: IdPath, store: StoreDep, queue: QueueDep) -> PipelineAccepted:
     """Run again from the stage that failed or was canceled; finished stages are not redone."""
     _record_or_404(store, pipeline_id)
     try:
