@@ -83,7 +83,12 @@ def test_bad_requests_get_4xx_with_messages(client: TestClient) -> None:
 @pytest.mark.parametrize("key", ["..%2F..%2Fetc%2Fpasswd", "a/..%2F..%2Fsecret", "%2Fetc%2Fpasswd", "a%5C..%5Cb"])
 def test_artifact_keys_that_climb_are_refused(client: TestClient, key: str) -> None:
     response = client.get(f"/v1/artifacts/{key}")
-    assert response.status_code == 400 and "object key" in response.json()["detail"]
+    # Refused by the key pattern the schema states (422 naming the path parameter) or by the store's check (400).
+    detail = response.json()["detail"]
+    assert (response.status_code, "object key" in str(detail) or detail[0]["loc"] == ["path", "key"]) in {
+        (400, True),
+        (422, True),
+    }
 
 
 def test_artifact_download(client: TestClient) -> None:
