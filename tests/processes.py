@@ -144,6 +144,13 @@ class PrivateRedis:
             self.process.terminate()
             self.process.wait(timeout=10)
 
+    def __enter__(self) -> PrivateRedis:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
     def _answers(self) -> bool:
         import redis
 

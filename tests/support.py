@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import io
 import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
+import uvicorn
 from PIL import Image
 
 
@@ -32,3 +38,21 @@ def distinct_images(count: int) -> list[bytes]:
         image.save(buffer, format="PNG")
         images.append(buffer.getvalue())
     return images
+
+
+@contextmanager
+def serve_in_thread(app: Any) -> Iterator[int]:
+    """Run an ASGI app under uvicorn on a free loopback port for the block; yields the port."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.05)
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

@@ -11,12 +11,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from PIL import Image
 
 from services.api.app import create_app
 from services.common.settings import Settings
-from tests.support import free_port
+from tests.support import serve_in_thread
 
 SIDE = 7_999  # 64 Mpx, just under the pixel cap: every upload is fully decoded
 
@@ -24,17 +23,8 @@ SIDE = 7_999  # 64 Mpx, just under the pixel cap: every upload is fully decoded
 @pytest.fixture(scope="module")
 def gateway_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     settings = Settings(_env_file=None, data_dir=tmp_path_factory.mktemp("uploads"))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "the gateway did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
+    with serve_in_thread(create_app(settings)) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def huge_png(shade: int) -> bytes:

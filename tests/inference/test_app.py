@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +12,6 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 import webuiapi
 from PIL import Image
 
@@ -22,7 +20,7 @@ from services.common.storage import ObjectStore
 from services.inference.app import create_app
 from services.inference.engine import Engine
 from services.inference.settings import InferenceSettings
-from tests.support import free_port
+from tests.support import serve_in_thread
 
 SMALL = {"steps": 3, "width": 32, "height": 32}
 
@@ -36,17 +34,8 @@ def app_state(
 ) -> Iterator[dict]:
     settings = Settings(_env_file=None, data_dir=tmp_path_factory.mktemp("inference-data"))
     app = create_app(settings, inference_settings, engine, lora_store)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "the inference service did not start"
-        time.sleep(0.05)
-    yield {"url": f"http://127.0.0.1:{port}", "port": port, "app": app}
-    server.should_exit = True
-    thread.join(timeout=30)
+    with serve_in_thread(app) as port:
+        yield {"url": f"http://127.0.0.1:{port}", "port": port, "app": app}
 
 
 @pytest.fixture

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import base64
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 import webuiapi
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
@@ -20,7 +17,7 @@ from services.common.storage import ObjectStore
 from services.inference.app import create_app
 from services.inference.engine import Engine
 from services.inference.settings import InferenceSettings
-from tests.support import free_port
+from tests.support import serve_in_thread
 
 TOKEN = "inference-s3cret"
 
@@ -70,24 +67,13 @@ def test_the_token_opens_it_as_bearer_or_basic(client: TestClient, authorization
 
 
 def test_a_webuiapi_client_with_set_auth_generates(secured_app: object) -> None:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(secured_app, host="127.0.0.1", port=port, log_level="warning"))  # type: ignore[arg-type]
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert time.monotonic() < deadline, "the inference service did not start"
-            time.sleep(0.05)
+    with serve_in_thread(secured_app) as port:
         api = webuiapi.WebUIApi(host="127.0.0.1", port=port)
         with pytest.raises(RuntimeError):
             api.txt2img(prompt="a meadow", steps=2, width=32, height=32, seed=1)
         api.set_auth("lab", TOKEN)
         result = api.txt2img(prompt="a meadow", steps=2, width=32, height=32, seed=1)
         assert result.image.size == (32, 32)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 @pytest.mark.parametrize(

@@ -35,10 +35,8 @@ STAGE_QUEUES = {"crawl": "crawl", "filter": "filter", "caption": "caption", "tra
 
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path)
-    server.start()
-    yield server
-    server.stop()
+    with PrivateRedis(tmp_path) as server:
+        yield server
 
 
 @pytest.fixture

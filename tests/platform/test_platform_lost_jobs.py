@@ -26,10 +26,8 @@ MINUTE = timedelta(minutes=1)
 
 @pytest.fixture
 def volatile_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path, persistent=False)
-    server.start()
-    yield server
-    server.stop()
+    with PrivateRedis(tmp_path, persistent=False) as server:
+        yield server
 
 
 @pytest.fixture
