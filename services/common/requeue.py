@@ -56,9 +56,8 @@ class LostJobSweeper:
 
     def sweep(self) -> list[Job]:
         """Resend what is lost now; return those jobs."""
-        repo = JobRepository(self.store)
-        active = [job for job in repo.list() if job.state in (JobState.queued, JobState.running)]
-        lost = jobs_to_resend(active, self.has_message, now(), self.queued_for, self.silent_for)
+        jobs = JobRepository(self.store).list()
+        lost = jobs_to_resend(jobs, self.has_message, now(), self.queued_for, self.silent_for)
         for job in lost:
             log.warning("job %s (%s) has no broker message: sending it again", job.id, job.state.value)
             self.submit(job)
