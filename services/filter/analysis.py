@@ -136,17 +136,19 @@ class CleanPack:
         self.close()
 
 
-def quality_problem(analysis: ImageAnalysis, options: FilterOptions) -> tuple[str, str] | None:
-    """(reason, detail) for an image that decodes but should not be trained on, else None."""
+def quality_problems(analysis: ImageAnalysis, options: FilterOptions) -> list[tuple[str, str]]:
+    """(reason, detail) of every check an image that decodes fails, most telling first; empty when it passes."""
+    problems = []
     if (analysis.std or 0.0) < options.uniform_std_threshold or (
         analysis.entropy or 0.0
     ) < options.uniform_entropy_threshold:
-        return "uniform", f"grey std {analysis.std}, entropy {analysis.entropy} bits"
+        problems.append(("uniform", f"grey std {analysis.std}, entropy {analysis.entropy} bits"))
     if (analysis.blur or 0.0) < options.blur_threshold:
-        return "blurry", f"Laplacian variance {analysis.blur} < {options.blur_threshold}"
+        problems.append(("blurry", f"Laplacian variance {analysis.blur} < {options.blur_threshold}"))
     if analysis.text_words >= options.text_max_words or analysis.text_area >= options.text_max_area:
-        return "text", f"{analysis.text_words} words over {analysis.text_area:.1%}: {analysis.text_sample[:60]}"
-    return None
+        sample = analysis.text_sample[:60]
+        problems.append(("text", f"{analysis.text_words} words over {analysis.text_area:.1%}: {sample}"))
+    return problems
 
 
 def options_digest(config: AnalysisConfig) -> str:
@@ -204,11 +206,11 @@ def analyse_image(
         round(scores.std, 3),
         round(scores.entropy, 3),
     )
-    if quality_problem(analysis, options) is None:  # a blurry or near-uniform picture needs no reading
+    if not quality_problems(analysis, options):  # a blurry or near-uniform picture needs no reading
         finding = detector.detect(measured, grey)
         analysis.text_words, analysis.text_area, analysis.text_sample = finding.words, finding.area, finding.sample
         analysis.text_read = finding.read
-    if quality_problem(analysis, options) is not None:
+    if quality_problems(analysis, options):
         return analysis  # dropped whatever the others are, so never kept: no output to encode
     encoded, extension, _ = encode(clean, options.output_format, options.jpeg_quality)
     analysis.clean_sha256 = sha256_hex(encoded)

@@ -32,6 +32,7 @@ def report_entry(analysis: ImageAnalysis, decision: Decision, source: dict[str, 
         "detail": decision.detail,
         "duplicate_of": decision.duplicate_of,
         "group": decision.group,
+        "problems": list(decision.problems),
         "width": analysis.width,
         "height": analysis.height,
         "scores": {
@@ -47,12 +48,25 @@ def report_entry(analysis: ImageAnalysis, decision: Decision, source: dict[str, 
     }
 
 
-def reason_counts(decisions: dict[str, Decision]) -> dict[str, int]:
-    """How many images were dropped for each reason."""
+def repeated_entry(first: dict[str, Any], source: dict[str, Any]) -> dict[str, Any]:
+    """The entry of an input whose bytes an earlier input (with entry `first`) already had."""
+    kept_id = first["source_sha256"] if first["status"] == "kept" else first["duplicate_of"]
+    return {
+        **first,
+        **source,
+        "status": "dropped",
+        "reason": "exact_duplicate",
+        "detail": f"the same bytes as {first.get('source') or first['source_sha256'][:12]}",
+        "duplicate_of": kept_id,
+    }
+
+
+def reason_counts(entries: list[dict[str, Any]]) -> dict[str, int]:
+    """How many inputs were dropped for each reason."""
     counts: dict[str, int] = defaultdict(int)
-    for decision in decisions.values():
-        if not decision.kept:
-            counts[decision.reason] += 1
+    for entry in entries:
+        if entry["status"] != "kept":
+            counts[entry["reason"]] += 1
     return dict(sorted(counts.items()))
 
 

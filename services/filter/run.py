@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from services.filter.analysis import AnalysisConfig, ImageAnalysis, analyse_all, options_digest
-from services.filter.report import reason_counts, render_contact_sheet, report_entry
+from services.filter.report import reason_counts, render_contact_sheet, repeated_entry, report_entry
 from services.filter.selection import balance, decide
 
 
@@ -70,9 +70,15 @@ def filter_images(
     decisions = decide(ordered, characters, config.options)
 
     entries, kept = [], []
-    for item in unique.values():
+    first_entries: dict[str, dict[str, Any]] = {}
+    for item in inputs:  # one entry per input, a repeated file's too
+        source = {"source_sha256": item.item_id, **item.provenance}
+        if item.item_id in first_entries:
+            entries.append(repeated_entry(first_entries[item.item_id], source))
+            continue
         analysis, decision = analyses[item.item_id], decisions[item.item_id]
-        entries.append(report_entry(analysis, decision, {"source_sha256": item.item_id, **item.provenance}))
+        first_entries[item.item_id] = report_entry(analysis, decision, source)
+        entries.append(first_entries[item.item_id])
         if decision.kept and analysis.clean_file:
             kept.append((item, analysis))
     labels = {
@@ -81,4 +87,4 @@ def filter_images(
     per_group = balance(list(unique), decisions, labels)
     thumbnails = {analysis.item_id: analysis.thumbnail for analysis in ordered}
     page = render_contact_sheet(title, entries, thumbnails, per_group)
-    return FilterOutcome(entries, kept, reason_counts(decisions), per_group, page, work_dir)
+    return FilterOutcome(entries, kept, reason_counts(entries), per_group, page, work_dir)

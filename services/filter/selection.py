@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-from services.filter.analysis import ImageAnalysis, quality_problem
+from services.filter.analysis import ImageAnalysis, quality_problems
 from services.filter.dedup import group_by_hash
 from services.filter.params import FilterOptions
 
@@ -18,6 +18,7 @@ class Decision:
     detail: str = ""
     duplicate_of: str | None = None  # item id of the group member that was kept
     group: int | None = None  # near-duplicate group, shared by all members
+    problems: tuple[str, ...] = ()  # every quality check it failed, whatever `reason` is
 
     @property
     def kept(self) -> bool:
@@ -35,7 +36,7 @@ def decide(
             decisions[analysis.item_id] = Decision(analysis.reason, analysis.detail)
         else:
             usable.append(analysis)
-    problems = {analysis.item_id: quality_problem(analysis, options) for analysis in usable}
+    problems = {analysis.item_id: quality_problems(analysis, options) for analysis in usable}
 
     # Identical pixels have identical hashes, so each near-duplicate group also holds the exact ones.
     labels = group_by_hash([analysis.phash_int for analysis in usable], options.near_duplicate_distance)
@@ -46,7 +47,7 @@ def decide(
         # Best first: passes the quality checks, most pixels, sharpest; the id breaks ties stably.
         members.sort(
             key=lambda item: (
-                problems[item.item_id] is not None,
+                bool(problems[item.item_id]),
                 -item.width * item.height,
                 -(item.blur or 0),
                 item.item_id,
@@ -54,13 +55,17 @@ def decide(
         )
         keeper = members[0]
         group = label if len(members) > 1 else None
-        problem = problems[keeper.item_id]
-        decisions[keeper.item_id] = Decision(*problem, group=group) if problem else Decision(group=group)
+        failed = problems[keeper.item_id]
+        names = tuple(reason for reason, _ in failed)
+        decisions[keeper.item_id] = (
+            Decision(*failed[0], group=group, problems=names) if failed else Decision(group=group)
+        )
         for member in members[1:]:
             exact = member.pixel_hash == keeper.pixel_hash
             reason = "exact_duplicate" if exact else "near_duplicate"
             distance = (member.phash_int ^ keeper.phash_int).bit_count()
-            decisions[member.item_id] = Decision(reason, f"hash distance {distance}", keeper.item_id, group)
+            names = tuple(reason for reason, _ in problems[member.item_id])
+            decisions[member.item_id] = Decision(reason, f"hash distance {distance}", keeper.item_id, group, names)
 
     if options.max_per_character is not None:
         _apply_cap(analyses, decisions, characters, options.max_per_character)
