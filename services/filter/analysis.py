@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -31,6 +31,7 @@ import xxhash
 from services.common.storage import sha256_hex
 from services.filter.dedup import perceptual_hash
 from services.filter.imaging import DecodeError, decode, encode, fit_within, normalise_pixels
+from services.filter.matching import MATCH_SIDE, content_box, fine_detail, match_copy
 from services.filter.params import FilterOptions
 from services.filter.quality import MEASURE_SIDE, measure_grey
 from services.filter.text import TextDetector, make_text_detector
@@ -63,7 +64,12 @@ class ImageAnalysis:
     height: int = 0
     pixel_hash: str | None = None  # xxh3-128 of the normalised pixels and the picture's size
     phash: str | None = None  # 16 hex digits
-    blur: float | None = None
+    # Hashes of the picture without its frame, of the mirrored picture and of it without its frame.
+    variant_hashes: list[str] = field(default_factory=list)
+    content_share: float = 1.0  # of the picture inside a uniform frame or letterbox bars
+    content_pixels: int = 0  # the content's pixels at the resolution it was decoded at
+    fine_detail: float = 0.0  # matching.fine_detail: low for an upscaled copy
+    blur: float | None = None  # 0 sharp … 1 blurry (quality.blur_score)
     std: float | None = None
     entropy: float | None = None
     text_words: int = 0
@@ -72,9 +78,11 @@ class ImageAnalysis:
     text_read: bool = False  # the text detector read it (not switched off, not screened out)
     clean_file: str | None = None  # the normalised image's name: <sha256>.<extension>
     clean_sha256: str | None = None
-    clean_pack: str | None = None  # the pack file in the work dir that holds its bytes …
+    clean_pack: str | None = None  # the pack file in the work dir that holds its bytes and its match copy …
     clean_offset: int = 0  # … from this offset
     clean_size: int = 0
+    match_offset: int = 0  # the grey copy keypoints are matched on (matching.match_copy), in the same pack
+    match_size: int = 0
     thumbnail: str = ""  # data: URI for the contact sheet
 
     @property
@@ -83,16 +91,30 @@ class ImageAnalysis:
 
     def read_clean(self, work_dir: Path) -> bytes:
         """The normalised image's bytes, from its pack."""
-        if not self.clean_pack:
+        if not self.clean_file:
             raise ValueError(f"{self.item_id} has no normalised image (it was dropped before encoding)")
-        with (work_dir / self.clean_pack).open("rb") as pack:
-            pack.seek(self.clean_offset)
-            data = pack.read(self.clean_size)
-        if len(data) != self.clean_size:
-            raise ValueError(f"{self.clean_pack} ends before {self.item_id}'s normalised image does")
+        data = self._read_packed(work_dir, self.clean_offset, self.clean_size)
         if sha256_hex(data) != self.clean_sha256:
             raise ValueError(f"{self.item_id}'s normalised image in {self.clean_pack} is not what was written")
         return data
+
+    def read_match_copy(self, work_dir: Path) -> bytes:
+        if not self.match_size:
+            raise ValueError(f"{self.item_id} has no match copy (it was dropped before one was made)")
+        return self._read_packed(work_dir, self.match_offset, self.match_size)
+
+    def _read_packed(self, work_dir: Path, offset: int, size: int) -> bytes:
+        with (work_dir / (self.clean_pack or "")).open("rb") as pack:
+            pack.seek(offset)
+            data = pack.read(size)
+        if len(data) != size:
+            raise ValueError(f"{self.clean_pack} ends before {self.item_id}'s bytes do")
+        return data
+
+    @property
+    def pack_end(self) -> int:
+        """Where this analysis's last bytes in its pack end (0: it wrote none)."""
+        return max(self.clean_offset + self.clean_size if self.clean_file else 0, self.match_offset + self.match_size)
 
 
 class CleanPack:
@@ -143,8 +165,8 @@ def quality_problems(analysis: ImageAnalysis, options: FilterOptions) -> list[tu
         analysis.entropy or 0.0
     ) < options.uniform_entropy_threshold:
         problems.append(("uniform", f"grey std {analysis.std}, entropy {analysis.entropy} bits"))
-    if (analysis.blur or 0.0) < options.blur_threshold:
-        problems.append(("blurry", f"Laplacian variance {analysis.blur} < {options.blur_threshold}"))
+    if (analysis.blur or 0.0) > options.blur_threshold:
+        problems.append(("blurry", f"blur score {analysis.blur} > {options.blur_threshold}"))
     if analysis.text_words >= options.text_max_words or analysis.text_area >= options.text_max_area:
         sample = analysis.text_sample[:60]
         problems.append(("text", f"{analysis.text_words} words over {analysis.text_area:.1%}: {sample}"))
@@ -155,6 +177,28 @@ def options_digest(config: AnalysisConfig) -> str:
     """Names the cache folder: a change of any option that alters an analysis starts afresh."""
     payload = json.dumps([config.options.model_dump(mode="json"), config.max_pixels, config.ocr_side])
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _describe_content(
+    analysis: ImageAnalysis, pixels: np.ndarray, measured_grey: np.ndarray, hash_method: str, pack: CleanPack
+) -> None:
+    """The frame-independent and mirrored hashes, the content's size and fine detail, and the match copy."""
+    full_grey = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
+    small = fit_within(full_grey, MATCH_SIDE)  # the frame is found here: a row's spread over 256 columns, not 2,000
+    top, bottom, left, right = content_box(small)
+    content = small[top:bottom, left:right]
+    scale = full_grey.shape[0] / small.shape[0]
+    full_content = full_grey[round(top * scale) : round(bottom * scale), round(left * scale) : round(right * scale)]
+    analysis.content_share = round(content.size / small.size, 4)
+    analysis.content_pixels = int(full_content.size)
+    analysis.fine_detail = round(fine_detail(full_content), 4)
+    analysis.variant_hashes = [
+        f"{perceptual_hash(picture, hash_method):016x}"
+        for picture in (content, measured_grey[:, ::-1], content[:, ::-1])
+    ]
+    data = match_copy(content)
+    analysis.clean_pack, analysis.match_offset = pack.append(data)
+    analysis.match_size = len(data)
 
 
 def _thumbnail(pixels: np.ndarray, side: int) -> str:
@@ -200,9 +244,10 @@ def analyse_image(
     # The hash of the normalised picture, not of the file: what a near duplicate repeats is the training
     # picture, so a wide still and a square crop of its middle are near duplicates too.
     analysis.phash = f"{perceptual_hash(grey, options.hash_method):016x}"
+    _describe_content(analysis, pixels, grey, options.hash_method, pack)
     scores = measure_grey(grey)
     analysis.blur, analysis.std, analysis.entropy = (
-        round(scores.blur, 3),
+        round(scores.blur, 4),
         round(scores.std, 3),
         round(scores.entropy, 3),
     )
@@ -215,7 +260,7 @@ def analyse_image(
     encoded, extension, _ = encode(clean, options.output_format, options.jpeg_quality)
     analysis.clean_sha256 = sha256_hex(encoded)
     analysis.clean_file = f"{analysis.clean_sha256}.{extension}"
-    analysis.clean_pack, analysis.clean_offset = pack.append(encoded)
+    _, analysis.clean_offset = pack.append(encoded)
     analysis.clean_size = len(encoded)
     return analysis
 
@@ -280,15 +325,15 @@ def load_journal(work_dir: Path) -> dict[str, ImageAnalysis]:
             analysis = ImageAnalysis(**json.loads(line))
         except (ValueError, TypeError):
             continue
-        if analysis.clean_file is None:  # dropped before encoding: nothing to find
+        if not analysis.pack_end:  # dropped before anything was packed: nothing to find
             finished[analysis.item_id] = analysis
             continue
-        if not analysis.clean_pack:  # journaled before packs: its image is not where this version looks
+        if not analysis.clean_pack:
             continue
         if analysis.clean_pack not in pack_sizes:
             pack = work_dir / analysis.clean_pack
             pack_sizes[analysis.clean_pack] = pack.stat().st_size if pack.is_file() else -1
-        if pack_sizes[analysis.clean_pack] >= analysis.clean_offset + analysis.clean_size:
+        if pack_sizes[analysis.clean_pack] >= analysis.pack_end:
             finished[analysis.item_id] = analysis
     return finished
 

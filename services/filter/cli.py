@@ -73,7 +73,9 @@ def register(app: typer.Typer) -> None:
         mode: Annotated[str, typer.Option(help="center-crop, pad or resize.")] = "center-crop",
         min_side: int = 256,
         distance: Annotated[int, typer.Option("--distance", help="Near-duplicate hash distance.")] = 10,
-        blur_threshold: float = 10.0,
+        blur_threshold: Annotated[
+            float, typer.Option(help="Blur score (0 sharp … 1 blurry) above which an image is dropped.")
+        ] = 0.5,
         text_detector: Annotated[str, typer.Option(help="tesseract or none.")] = "tesseract",
         max_per_character: int | None = None,
         workers: Annotated[int | None, typer.Option(help="Analysis processes (default: CPU cores).")] = None,

@@ -58,6 +58,7 @@ _HASHERS = {
 def perceptual_hash(pixels: np.ndarray, method: str = "phash") -> int:
     """A 64-bit perceptual hash of RGB or grey pixels (uint8) as an unsigned integer (every method reads grey)."""
     grey = pixels if pixels.ndim == 2 else cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
+    grey = np.ascontiguousarray(grey)  # a mirrored view has a negative stride
     if method == "phash":
         # phash reads a 32×32 grey copy; halvings (2×2 averages) make it in 0.05 ms, an area filter in 0.16.
         grey = resize_pixels(grey, PHASH_SIDE, PHASH_SIDE)

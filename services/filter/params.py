@@ -23,17 +23,36 @@ class FilterOptions(JobParams):
         (255, 255, 255), description="RGB that transparent pixels and padding are painted with."
     )
     near_duplicate_distance: int = Field(
-        10, ge=0, le=32, description="Largest Hamming distance between 64-bit perceptual hashes of near duplicates."
+        10,
+        ge=0,
+        le=32,
+        description="Largest Hamming distance between 64-bit perceptual hashes (of the picture, its frameless "
+        "content or their mirror images) at which two images are near duplicates without further check.",
+    )
+    keypoint_match_distance: int = Field(
+        20,
+        ge=0,
+        le=32,
+        description="Pairs whose hashes (picture, frameless content, mirrored) are further apart than "
+        "near_duplicate_distance but within this are near duplicates when their keypoints agree on one "
+        "move/scale/turn over a good part of both (cropped, framed, turned copies); 0 switches this off.",
     )
     hash_method: Literal["phash", "dhash", "whash", "average_hash"] = "phash"
     blur_threshold: float = Field(
-        10.0, ge=0, description="Laplacian variance (512-px grey copy) below which an image is blurry."
+        0.5,
+        ge=0,
+        le=1,
+        description="Blur score (0 sharp … 1 blurry: the share of edge contrast a re-blur of the 512-px grey copy "
+        "keeps) above which an image is blurry.",
     )
     uniform_std_threshold: float = Field(
-        6.0, ge=0, description="Grey standard deviation below which an image is near-uniform."
+        6.0, ge=0, description="Grey standard deviation (0–255) below which an image is near-uniform."
     )
     uniform_entropy_threshold: float = Field(
-        2.0, ge=0, le=8, description="Grey histogram entropy (bits) below which an image carries too little."
+        0.5,
+        ge=0,
+        le=8,
+        description="Grey histogram entropy (bits) below which an image is near-uniform; two-tone art has about 1.",
     )
     text_detector: Literal["tesseract", "none"] = "tesseract"
     text_prescreen: StrictBool = Field(

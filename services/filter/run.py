@@ -67,7 +67,7 @@ def filter_images(
     progress(total, total + 1, "comparing and deciding")
     ordered = [analyses[item_id] for item_id in unique]
     characters = {item.item_id: item.provenance.get("character") for item in unique.values()}
-    decisions = decide(ordered, characters, config.options)
+    decisions = decide(ordered, characters, config.options, lambda analysis: analysis.read_match_copy(work_dir))
 
     entries, kept = [], []
     first_entries: dict[str, dict[str, Any]] = {}

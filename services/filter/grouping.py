@@ -1,0 +1,115 @@
+"""Near-duplicate groups: hash neighbours joined at once, looser ones when their keypoints agree."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from services.filter.analysis import ImageAnalysis
+from services.filter.dedup import near_pairs
+from services.filter.matching import Keypoints, keypoints, match, read_match_copy
+from services.filter.union_find import find, union
+
+# An image's hashes, in ImageAnalysis order: picture, content, mirrored picture, mirrored content.
+MIRRORED_HASHES = (False, False, True, True)
+# Each image has its keypoints checked against at most this many of its nearest looser neighbours,
+# so the work grows with the number of images, not with the number of pairs.
+MATCHES_PER_IMAGE = 8
+
+
+@dataclass(frozen=True)
+class Grouping:
+    labels: list[int]  # one per analysis: equal labels, one group
+    confirmed_by_keypoints: int  # pairs joined by a geometric match
+    keypoint_checks: int
+
+
+def _hash_matrix(analyses: list[ImageAnalysis]) -> np.ndarray:
+    """(images, 4) uint64: each image's picture, content and mirrored hashes (its picture hash where missing)."""
+    rows = []
+    for analysis in analyses:
+        hashes = [analysis.phash or "0", *analysis.variant_hashes]
+        hashes += [hashes[0]] * (len(MIRRORED_HASHES) - len(hashes))
+        rows.append([int(value, 16) for value in hashes])
+    return np.array(rows, dtype=np.uint64).reshape(len(analyses), len(MIRRORED_HASHES))
+
+
+def _closest_hashes(matrix: np.ndarray, max_distance: int) -> dict[tuple[int, int], tuple[int, bool]]:
+    """(image, image) → (least distance between any of their hashes, whether one side was mirrored)."""
+    values = matrix.ravel()
+    unique, inverse = np.unique(values, return_inverse=True)
+    owners: dict[int, list[int]] = defaultdict(list)  # unique value → positions in `values`
+    for position, value_index in enumerate(inverse.ravel().tolist()):
+        owners[value_index].append(position)
+    columns = matrix.shape[1]
+    closest: dict[tuple[int, int], tuple[int, bool]] = {}
+
+    def consider(first: int, second: int, distance: int) -> None:
+        image_a, image_b = first // columns, second // columns
+        if image_a == image_b:
+            return
+        mirrored = MIRRORED_HASHES[first % columns] != MIRRORED_HASHES[second % columns]
+        key = (min(image_a, image_b), max(image_a, image_b))
+        if key not in closest or distance < closest[key][0]:
+            closest[key] = (distance, mirrored)
+
+    for positions in owners.values():  # equal hashes
+        for index, first in enumerate(positions):
+            for second in positions[index + 1 :]:
+                consider(first, second, 0)
+    pairs = near_pairs(unique, max_distance)
+    distances = np.bitwise_count(unique[pairs[:, 0]] ^ unique[pairs[:, 1]]).tolist() if len(pairs) else []
+    for (value_a, value_b), distance in zip(pairs.tolist(), distances, strict=True):
+        for first in owners[value_a]:
+            for second in owners[value_b]:
+                consider(first, second, distance)
+    return closest
+
+
+def group_near_duplicates(
+    analyses: list[ImageAnalysis],
+    strict_distance: int,
+    match_distance: int,
+    load_match_copy: Callable[[ImageAnalysis], bytes],
+) -> Grouping:
+    """Join images whose hashes lie within `strict_distance`, and those within `match_distance` whose
+    keypoints agree on one transform (matching.match); nearest pairs are checked first, and a pair
+    already in one group is not checked at all."""
+    count = len(analyses)
+    parent = np.arange(count, dtype=np.int32)
+    if count < 2:
+        return Grouping(list(range(count)), 0, 0)
+    closest = _closest_hashes(_hash_matrix(analyses), max(strict_distance, match_distance))
+    looser = []
+    for (first, second), (distance, mirrored) in closest.items():
+        if distance <= strict_distance:
+            union(parent, first, second)
+        else:
+            looser.append((distance, first, second, mirrored))
+    looser.sort()
+    checks_left = [MATCHES_PER_IMAGE] * count
+    cache: dict[tuple[int, bool], Keypoints] = {}
+
+    def points(index: int, mirrored: bool) -> Keypoints:
+        if (index, mirrored) not in cache:
+            grey = read_match_copy(load_match_copy(analyses[index]))
+            cache[index, mirrored] = keypoints(grey, mirrored)
+        return cache[index, mirrored]
+
+    confirmed = checks = 0
+    for _, first, second, mirrored in looser:
+        if find(parent, first) == find(parent, second) or not (checks_left[first] and checks_left[second]):
+            continue
+        if not (analyses[first].match_size and analyses[second].match_size):
+            continue
+        checks_left[first] -= 1
+        checks_left[second] -= 1
+        checks += 1
+        if match(points(first, False), points(second, mirrored)).confirmed:
+            union(parent, first, second)
+            confirmed += 1
+    labels = [int(find(parent, index)) for index in range(count)]
+    return Grouping(labels, confirmed, checks)
