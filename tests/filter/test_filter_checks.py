@@ -178,8 +178,8 @@ def test_several_threads_find_the_same_groups_as_all_pairs_comparison() -> None:
 def test_gaussian_blur_sigma_3_is_flagged_and_the_sharp_original_is_not() -> None:
     for seed in range(4):
         sharp = scene(seed).resize((512, 512))
-        assert measure_quality(sharp).blur >= DEFAULTS.blur_threshold
-        assert measure_quality(blurred(sharp, 3.0)).blur < DEFAULTS.blur_threshold
+        assert measure_quality(sharp).blur <= DEFAULTS.blur_threshold
+        assert measure_quality(blurred(sharp, 3.0)).blur > DEFAULTS.blur_threshold
 
 
 def test_near_uniform_pictures_score_low() -> None:
@@ -253,8 +253,8 @@ def test_a_small_output_size_judges_blur_and_text_at_full_measuring_resolution(t
         soft = analyse_image("soft", encoded(blurred(scene(1), 3.0)), config, detector, pack)
         marked = analyse_image("marked", encoded(with_text(scene(2))), config, detector, pack)
 
-    assert sharp.blur is not None and sharp.blur >= DEFAULTS.blur_threshold
-    assert soft.blur is not None and soft.blur < DEFAULTS.blur_threshold
+    assert sharp.blur is not None and sharp.blur <= DEFAULTS.blur_threshold
+    assert soft.blur is not None and soft.blur > DEFAULTS.blur_threshold
     assert marked.text_words >= DEFAULTS.text_max_words or marked.text_area >= DEFAULTS.text_max_area
     assert marked.text_read and not sharp.text_read and not soft.text_read
     assert soft.clean_file is None and marked.clean_file is None  # dropped for their own sake: nothing encoded
