@@ -41,7 +41,7 @@ from services.common.storage import sha256_hex
 from services.filter.analysis import AnalysisConfig, analyse_all
 from services.filter.dedup import group_by_hash
 from services.filter.params import FilterOptions
-from services.filter.run import default_workers
+from services.filter.run import FilterInput, default_workers, filter_images
 from services.filter.selection import decide
 from tests.filter.fixtures import colour_shifted, cropped, encoded, recompressed, rescaled, scene, with_text
 
@@ -113,8 +113,8 @@ def reuse_or_make_dataset(root: Path, count: int, size: tuple[int, int] | None) 
     return folder, groups
 
 
-def pair_set(groups: dict[str, int]) -> set[tuple[str, str]]:
-    members: dict[int, list[str]] = defaultdict(list)
+def pair_set(groups: dict[str, object]) -> set[tuple[str, str]]:
+    members: dict[object, list[str]] = defaultdict(list)
     for name, label in groups.items():
         members[label].append(name)
     return {tuple(sorted(pair)) for names in members.values() for pair in itertools.combinations(names, 2)}
@@ -125,31 +125,38 @@ def precision_recall(found: set[tuple[str, str]], truth: set[tuple[str, str]]) -
     return hits / max(1, len(found)), hits / max(1, len(truth))
 
 
-def run_ours(folder: Path, names: list[str], distance: int, text_detector: str, workers: int) -> dict[str, float]:
+def run_ours(folder: Path, names: list[str], distance: int, text_detector: str, workers: int) -> dict[str, object]:
     options = FilterOptions(near_duplicate_distance=distance, text_detector=text_detector, min_side=128)
     config = AnalysisConfig(options=options, max_pixels=64_000_000)
-    ids = {sha256_hex((folder / name).read_bytes()): name for name in names}
-    items = [(item_id, (folder / name).read_bytes) for item_id, name in ids.items()]
+    item_of = {name: sha256_hex((folder / name).read_bytes()) for name in names}
+    names_of: dict[str, list[str]] = defaultdict(list)
+    for name, item_id in item_of.items():
+        names_of[item_id].append(name)
+    items = [(item_id, (folder / same[0]).read_bytes) for item_id, same in names_of.items()]
     with tempfile.TemporaryDirectory() as work:
         started = time.perf_counter()
         analyses = analyse_all(items, config, Path(work), workers)
-        ordered = [analyses[item_id] for item_id in ids]
+        ordered = [analyses[item_id] for item_id in names_of]
         search_started = time.perf_counter()
-        labels = group_by_hash([a.phash_int for a in ordered if a.phash], distance)
-        search_s = time.perf_counter() - search_started
-        decide(ordered, {}, options)
-        total_s = time.perf_counter() - started
-    groups = {ids[a.item_id]: label for a, label in zip([a for a in ordered if a.phash], labels, strict=True)}
-    read = sum(analysis.text_read for analysis in ordered)
-    return {"total_s": total_s, "search_s": search_s, "pairs": pair_set(groups), "text_read": read}  # type: ignore[dict-item]
+        decisions = decide(ordered, {}, options, lambda analysis: analysis.read_match_copy(Path(work)))
+        finished = time.perf_counter()
+    groups: dict[str, object] = {}
+    for name, item_id in item_of.items():
+        if decisions[item_id].group is not None:
+            groups[name] = decisions[item_id].group
+        elif len(names_of[item_id]) > 1:  # files with the same bytes are one item, and one group
+            groups[name] = f"bytes {item_id}"
+    return {
+        "total_s": finished - started,
+        "search_s": finished - search_started,
+        "pairs": pair_set(groups),
+        "text_read": sum(analysis.text_read for analysis in ordered),
+        "decisions": {name: decisions[item_id] for name, item_id in item_of.items()},
+    }
 
 
 def run_imagededup(folder: Path, distance: int) -> dict[str, object] | str:
-    for name, attribute in (("imagededup.methods.cnn", "CNN"), ("imagededup.utils.models", "CustomModel")):
-        if name not in sys.modules:  # torchvision-only modules PHash never touches
-            stub = types.ModuleType(name)
-            setattr(stub, attribute, None)
-            sys.modules[name] = stub
+    _stub_imagededup_cnn()
     try:
         from imagededup.methods import PHash
     except ImportError as error:
@@ -220,7 +227,8 @@ def print_table(
 ) -> None:
     reference_label = next(iter(runs))
     reference_rates = [len(names) / float(run["total_s"]) for run in runs[reference_label] if isinstance(run, dict)]  # type: ignore[arg-type]
-    print(f"\nworkers={args.workers}, distance={args.distance}, originals {args.source_size}, rounds={args.repeat}")
+    sizes = "real pictures" if args.real else f"originals {args.source_size}"
+    print(f"\nworkers={args.workers}, distance={args.distance}, {sizes}, rounds={args.repeat}")
     print("images/s and search time: medians over the rounds; the range is of the ratio within each round.")
     print("| tool | images/s | × imagededup | range | dup search s | precision | recall |")
     print("|---|---|---|---|---|---|---|")
@@ -243,6 +251,134 @@ def print_table(
             print(f"{label}: the text pre-screen sent {done[-1]['text_read']} of {len(names)} images to OCR")
 
 
+def components(names: list[str], pairs: set[tuple[str, str]]) -> dict[str, str]:
+    """Name → a representative of its connected component under `pairs`."""
+    parent = {name: name for name in names}
+
+    def root(name: str) -> str:
+        while parent[name] != name:
+            parent[name] = parent[parent[name]]
+            name = parent[name]
+        return name
+
+    for first, second in pairs:
+        parent[root(first)] = root(second)
+    return {name: root(name) for name in names}
+
+
+def run_ours_on_files(files: list[object], text_detector: str, workers: int) -> dict[str, object]:
+    """The whole filter (analysis, grouping, report entries) on the real-picture corpus."""
+    inputs = [
+        FilterInput(sha256_hex(file.data), lambda data=file.data: data, {"source": file.name})  # type: ignore[attr-defined]
+        for file in files
+    ]
+    config = AnalysisConfig(options=FilterOptions(text_detector=text_detector), max_pixels=64_000_000)
+    with tempfile.TemporaryDirectory() as work:
+        started = time.perf_counter()
+        outcome = filter_images(inputs, config, Path(work), workers)
+        total_s = time.perf_counter() - started
+    groups = {entry["source"]: entry["group"] for entry in outcome.entries if entry["group"] is not None}
+    text_read = sum("text" in entry["problems"] or entry["scores"]["text_words"] > 0 for entry in outcome.entries)
+    return {
+        "total_s": total_s,
+        "search_s": float("nan"),
+        "pairs": pair_set(groups),  # type: ignore[arg-type]
+        "entries": outcome.entries,
+        "text_read": text_read,
+    }
+
+
+def imagededup_thresholds(folder: Path, truth: set[tuple[str, str]]) -> list[tuple[int, float, float]]:
+    """(threshold, precision, recall) of imagededup PHash at every even threshold 0–32."""
+    from imagededup.methods import PHash
+
+    hasher = PHash(verbose=False)
+    encodings = hasher.encode_images(image_dir=str(folder))
+    rows = []
+    for threshold in range(0, 33, 2):
+        duplicates = hasher.find_duplicates(encoding_map=encodings, max_distance_threshold=threshold)
+        found = {tuple(sorted((name, other))) for name, others in duplicates.items() for other in others}
+        rows.append((threshold, *precision_recall(found, truth)))  # type: ignore[arg-type]
+    return rows
+
+
+def cleanvision_blur(folder: Path) -> dict[str, bool] | str:
+    try:
+        from cleanvision import Imagelab
+    except ImportError as error:
+        return f"not importable: {error}"
+    lab = Imagelab(data_path=str(folder))
+    lab.find_issues({"blurry": {}, "low_information": {}}, verbose=False)
+    return {Path(path).name: bool(row["is_blurry_issue"]) for path, row in lab.issues.iterrows()}
+
+
+def real_pictures(args: argparse.Namespace) -> None:
+    """The real-picture corpus (tests/filter/real_corpus.py): per kind of copy, text, blur; every tool on it."""
+    from tests.filter import real_corpus
+
+    with tempfile.TemporaryDirectory() as temporary:
+        folder = Path(temporary) / "pictures"
+        files = real_corpus.write(folder)
+        names = [file.name for file in files]
+        truth = pair_set({file.name: file.group for file in files if file.group})
+        print(f"{len(names)} real-picture files, {len(truth)} true duplicate pairs")
+        _stub_imagededup_cnn()
+        tools: list[tuple[str, Callable[[], dict[str, object] | str]]] = [
+            ("imagededup PHash, threshold 10 (reference)", lambda: run_imagededup(folder, 10)),
+            ("ours, text off", lambda: run_ours_on_files(files, "none", args.workers)),
+            ("ours, full", lambda: run_ours_on_files(files, args.text_detector, args.workers)),
+        ]
+        runs = interleaved_runs(tools, args.repeat)
+        if not args.skip_cleanvision:
+            runs["cleanvision (dups, blur, low-info)"] = [run_cleanvision(folder)]
+        sweep = imagededup_thresholds(folder, truth)
+        cleanvision_blurry = cleanvision_blur(folder) if not args.skip_cleanvision else "skipped"
+    print_table(runs, names, truth, args)
+
+    print("\nimagededup PHash over thresholds: " + ", ".join(f"{t}: P {p:.2f} R {r:.2f}" for t, p, r in sweep))
+    usable = [(r, t, p) for t, p, r in sweep if p >= 0.95]
+    if usable:
+        recall, threshold, precision = max(usable)
+        print(
+            f"imagededup's best threshold at precision ≥ 0.95: {threshold} "
+            f"(precision {precision:.3f}, recall {recall:.3f})"
+        )
+
+    print("\nshare of each kind of copy in one group with its original:")
+    kinds = list(real_corpus.COPY_KINDS)
+    print("| tool | " + " | ".join(kinds) + " |")
+    print("|---|" + "---|" * len(kinds))
+    for label, outcomes in runs.items():
+        done = [outcome for outcome in outcomes if isinstance(outcome, dict)]
+        if not done:
+            continue
+        component = components(names, done[-1]["pairs"])  # type: ignore[arg-type]
+        shares = []
+        for kind in kinds:
+            copies = [file for file in files if file.kind == kind]
+            together = sum(component[file.name] == component[f"{file.group}.jpg"] for file in copies)
+            shares.append(f"{together / len(copies):.2f}")
+        print(f"| {label} | " + " | ".join(shares) + " |")
+
+    full = next(outcome for outcome in runs["ours, full"] if isinstance(outcome, dict))
+    print("\nours, full:\n" + real_corpus.score(full["entries"], files).table())  # type: ignore[arg-type]
+    if isinstance(cleanvision_blurry, dict):
+        blurred = [file.name for file in files if file.blur_radius >= 2]
+        sharp = [file.name for file in files if file.blur_radius == 0 and not file.uniform]
+        print(
+            f"cleanvision blurry: {sum(cleanvision_blurry.get(name, False) for name in blurred)}/{len(blurred)} found, "
+            f"{sum(cleanvision_blurry.get(name, False) for name in sharp)} of {len(sharp)} unblurred files flagged"
+        )
+
+
+def _stub_imagededup_cnn() -> None:
+    for name, attribute in (("imagededup.methods.cnn", "CNN"), ("imagededup.utils.models", "CustomModel")):
+        if name not in sys.modules:  # torchvision-only modules PHash never touches
+            stub = types.ModuleType(name)
+            setattr(stub, attribute, None)
+            sys.modules[name] = stub
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=5000)
@@ -257,7 +393,14 @@ def main() -> None:
         type=Path,
         help="Keep the generated pictures here and reuse them on the next run with the same --images and sizes.",
     )
+    parser.add_argument(
+        "--real", action="store_true", help="The real-picture corpus instead: recall per kind of copy, text, blur."
+    )
+    parser.add_argument("--text-detector", default=FilterOptions().text_detector, help="For the full run.")
     args = parser.parse_args()
+    if args.real:
+        real_pictures(args)
+        return
 
     with tempfile.TemporaryDirectory() as temporary:
         made = time.perf_counter()
@@ -270,7 +413,7 @@ def main() -> None:
         tools: list[tuple[str, Callable[[], dict[str, object] | str]]] = [
             ("imagededup PHash (reference)", lambda: run_imagededup(folder, args.distance)),
             ("ours, OCR off", lambda: run_ours(folder, names, args.distance, "none", args.workers)),
-            ("ours, full (OCR on)", lambda: run_ours(folder, names, args.distance, "tesseract", args.workers)),
+            ("ours, full (text on)", lambda: run_ours(folder, names, args.distance, args.text_detector, args.workers)),
         ]
         runs = interleaved_runs(tools, args.repeat)
         if not args.skip_cleanvision:

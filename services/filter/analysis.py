@@ -183,14 +183,14 @@ def _describe_content(
     analysis: ImageAnalysis, pixels: np.ndarray, measured_grey: np.ndarray, hash_method: str, pack: CleanPack
 ) -> None:
     """The frame-independent and mirrored hashes, the content's size and fine detail, and the match copy."""
-    full_grey = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
-    small = fit_within(full_grey, MATCH_SIDE)  # the frame is found here: a row's spread over 256 columns, not 2,000
+    # The frame is found on a copy of at most 256 px: a row's spread over 256 columns, not 2,000.
+    small = cv2.cvtColor(fit_within(pixels, MATCH_SIDE), cv2.COLOR_RGB2GRAY)
     top, bottom, left, right = content_box(small)
     content = small[top:bottom, left:right]
-    scale = full_grey.shape[0] / small.shape[0]
-    full_content = full_grey[round(top * scale) : round(bottom * scale), round(left * scale) : round(right * scale)]
+    scale = pixels.shape[0] / small.shape[0]
+    full_content = pixels[round(top * scale) : round(bottom * scale), round(left * scale) : round(right * scale)]
     analysis.content_share = round(content.size / small.size, 4)
-    analysis.content_pixels = int(full_content.size)
+    analysis.content_pixels = int(full_content.shape[0] * full_content.shape[1])
     analysis.fine_detail = round(fine_detail(full_content), 4)
     analysis.variant_hashes = [
         f"{perceptual_hash(picture, hash_method):016x}"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +19,7 @@ from services.filter.union_find import find, union
 MIRRORED_HASHES = (False, False, True, True)
 # Each image has its keypoints checked against at most this many of its nearest looser neighbours,
 # so the work grows with the number of images, not with the number of pairs.
-MATCHES_PER_IMAGE = 8
+MATCHES_PER_IMAGE = 3
 
 
 @dataclass(frozen=True)
@@ -69,15 +71,28 @@ def _closest_hashes(matrix: np.ndarray, max_distance: int) -> dict[tuple[int, in
     return closest
 
 
+def _capped(pairs: list[tuple[int, int, int, bool]], count: int) -> list[tuple[int, int, int, bool]]:
+    """The pairs (nearest first) each of whose images is in fewer than MATCHES_PER_IMAGE earlier ones."""
+    left = [MATCHES_PER_IMAGE] * count
+    kept = []
+    for pair in pairs:
+        _, first, second, _ = pair
+        if left[first] and left[second]:
+            left[first] -= 1
+            left[second] -= 1
+            kept.append(pair)
+    return kept
+
+
 def group_near_duplicates(
     analyses: list[ImageAnalysis],
     strict_distance: int,
     match_distance: int,
     load_match_copy: Callable[[ImageAnalysis], bytes],
+    threads: int | None = None,
 ) -> Grouping:
     """Join images whose hashes lie within `strict_distance`, and those within `match_distance` whose
-    keypoints agree on one transform (matching.match); nearest pairs are checked first, and a pair
-    already in one group is not checked at all."""
+    keypoints agree on one transform (matching.match), each image with its MATCHES_PER_IMAGE nearest."""
     count = len(analyses)
     parent = np.arange(count, dtype=np.int32)
     if count < 2:
@@ -90,26 +105,22 @@ def group_near_duplicates(
         else:
             looser.append((distance, first, second, mirrored))
     looser.sort()
-    checks_left = [MATCHES_PER_IMAGE] * count
-    cache: dict[tuple[int, bool], Keypoints] = {}
-
-    def points(index: int, mirrored: bool) -> Keypoints:
-        if (index, mirrored) not in cache:
-            grey = read_match_copy(load_match_copy(analyses[index]))
-            cache[index, mirrored] = keypoints(grey, mirrored)
-        return cache[index, mirrored]
-
-    confirmed = checks = 0
-    for _, first, second, mirrored in looser:
-        if find(parent, first) == find(parent, second) or not (checks_left[first] and checks_left[second]):
-            continue
-        if not (analyses[first].match_size and analyses[second].match_size):
-            continue
-        checks_left[first] -= 1
-        checks_left[second] -= 1
-        checks += 1
-        if match(points(first, False), points(second, mirrored)).confirmed:
-            union(parent, first, second)
-            confirmed += 1
+    checkable = [pair for pair in looser if analyses[pair[1]].match_size and analyses[pair[2]].match_size]
+    to_check = _capped(checkable, count)
+    wanted = sorted(
+        {(first, False) for _, first, _, _ in to_check} | {(second, mirrored) for _, _, second, mirrored in to_check}
+    )
+    # Keypoints and matches on all cores (OpenCV releases the GIL); every capped pair is checked,
+    # even one that an earlier match already joined: checking in order saved little and ran on one core.
+    with ThreadPoolExecutor(threads or len(os.sched_getaffinity(0))) as pool:
+        found = pool.map(lambda key: keypoints(read_match_copy(load_match_copy(analyses[key[0]])), key[1]), wanted)
+        cache: dict[tuple[int, bool], Keypoints] = dict(zip(wanted, found, strict=True))
+        matches = pool.map(lambda pair: match(cache[pair[1], False], cache[pair[2], pair[3]]), to_check)
+        confirmed = 0
+        for (_, first, second, _), outcome in zip(to_check, matches, strict=True):
+            if outcome.confirmed:
+                union(parent, first, second)
+                confirmed += 1
+    checks = len(to_check)
     labels = [int(find(parent, index)) for index in range(count)]
     return Grouping(labels, confirmed, checks)

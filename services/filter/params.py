@@ -23,7 +23,7 @@ class FilterOptions(JobParams):
         (255, 255, 255), description="RGB that transparent pixels and padding are painted with."
     )
     near_duplicate_distance: int = Field(
-        10,
+        8,
         ge=0,
         le=32,
         description="Largest Hamming distance between 64-bit perceptual hashes (of the picture, its frameless "
