@@ -12,7 +12,10 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml README.md deploy/constraints.txt ./
 COPY services ./services
-RUN --mount=type=cache,target=/root/.cache/pip pip install --constraint constraints.txt ".[filter]"
+# The text-detection model (PP-OCRv4 DB) ships in rapidocr_onnxruntime's wheel; onnxruntime (in [filter]) runs it,
+# and the wheel's own needs (opencv-python, which wants libGL) are not installed.
+RUN --mount=type=cache,target=/root/.cache/pip pip install --constraint constraints.txt ".[filter]" \
+    && pip install --no-deps rapidocr_onnxruntime==1.4.4
 
 FROM ${PYTHON_IMAGE}
 # tesseract-ocr (with its English data) finds text and watermarks.

@@ -23,3 +23,5 @@ python -m pip install -q torch==2.13.0
 python -m pip install -q -e '.[dev]'
 # simple_image_download 0.5 pins python-magic-bin (no Linux build): its real needs are in [crawler].
 python -m pip install -q --no-deps simple_image_download==0.5
+# The filter's text-detection model ships in this wheel; its own needs (opencv-python …) are not wanted.
+python -m pip install -q --no-deps rapidocr_onnxruntime==1.4.4

@@ -52,6 +52,7 @@ class AnalysisConfig:
     max_pixels: int
     ocr_side: int = 512
     tessdata_dir: str | None = None  # Tesseract language data; None: found (text.find_tessdata_dir)
+    text_model: str | None = None  # the DB text-detection model; None: found (text_model.find_detection_model)
     thumbnail_side: int = 128
 
 
@@ -275,7 +276,7 @@ def _init_worker(config: AnalysisConfig, owner_pid: int | None = None) -> None:
     cv2.setNumThreads(1)  # likewise OpenCV's own thread pool
     options = config.options
     _worker.detector = make_text_detector(
-        options.text_detector, config.ocr_side, config.tessdata_dir, options.text_prescreen
+        options.text_detector, config.ocr_side, config.tessdata_dir, options.text_prescreen, config.text_model
     )
     if owner_pid is not None:
         threading.Thread(target=exit_when_gone, args=(owner_pid,), name="owner-watch", daemon=True).start()
@@ -347,8 +348,17 @@ def _make_executor(workers: int, config: AnalysisConfig) -> futures.Executor:
     # The server imports the analysis stack (OpenCV, SciPy, Pillow: ~0.5 s) once; workers fork from it ready.
     # Also what the workers would import on first use: imagehash's phash imports scipy.fftpack (0.24 s a
     # worker without bytecode caches), the text pre-screen its compiled line grouping (0.4 s), the OCR
-    # detector tesserocr (skipped by the server where missing).
-    context.set_forkserver_preload([__name__, "scipy.fftpack", "services.filter.text_lines", "tesserocr"])
+    # detectors tesserocr and onnxruntime (skipped by the server where missing).
+    context.set_forkserver_preload(
+        [
+            __name__,
+            "scipy.fftpack",
+            "services.filter.text_lines",
+            "tesserocr",
+            "services.filter.text_model",
+            "onnxruntime",
+        ]
+    )
     return futures.ProcessPoolExecutor(
         workers, mp_context=context, initializer=_init_worker, initargs=(config, os.getpid())
     )

@@ -76,7 +76,7 @@ def register(app: typer.Typer) -> None:
         blur_threshold: Annotated[
             float, typer.Option(help="Blur score (0 sharp … 1 blurry) above which an image is dropped.")
         ] = 0.5,
-        text_detector: Annotated[str, typer.Option(help="tesseract or none.")] = "tesseract",
+        text_detector: Annotated[str, typer.Option(help="db (a text-detection model), tesseract or none.")] = "db",
         max_per_character: int | None = None,
         workers: Annotated[int | None, typer.Option(help="Analysis processes (default: CPU cores).")] = None,
     ) -> None:

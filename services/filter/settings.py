@@ -19,4 +19,9 @@ class FilterSettings(BaseSettings):
     tessdata_dir: str | None = Field(
         None, description="Folder with Tesseract's eng.traineddata; unset: $TESSDATA_PREFIX, else the Debian package's."
     )
+    text_model: str | None = Field(
+        None,
+        description="Path of PP-OCRv4's text-detection model (ch_PP-OCRv4_det_infer.onnx); unset: the one in the "
+        "installed rapidocr_onnxruntime wheel.",
+    )
     thumbnail_side: int = Field(128, ge=16, le=512, description="Contact-sheet thumbnail size.")

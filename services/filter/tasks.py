@@ -24,6 +24,7 @@ def analysis_config(options: FilterOptions, settings: FilterSettings) -> Analysi
         max_pixels=settings.max_pixels,
         ocr_side=settings.ocr_side,
         tessdata_dir=settings.tessdata_dir,
+        text_model=settings.text_model,
         thumbnail_side=settings.thumbnail_side,
     )
 

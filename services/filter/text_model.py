@@ -134,6 +134,6 @@ class DbTextDetector:
             covered += (short + 2 * grow) * (long + 2 * grow)
         if not scores:
             return TextFinding(words=0, area=0.0, sample="")
-        area = min(1.0, covered / (width * height))
+        area = min(1.0, float(covered) / (width * height))
         sample = f"{len(scores)} text box{'es' if len(scores) > 1 else ''}, score {np.mean(scores):.2f}"
         return TextFinding(words=len(scores), area=round(area, 4), sample=sample)

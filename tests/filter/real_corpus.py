@@ -193,15 +193,18 @@ def subtitle(image: Image.Image, line: str) -> Image.Image:
 
 
 def meme(image: Image.Image, lines: tuple[str, str]) -> Image.Image:
+    """Bold outlined captions at the top and bottom of the picture's central square (what a centre crop keeps)."""
     captioned = image.copy()
     draw = ImageDraw.Draw(captioned)
+    side = min(image.size)
+    top = (image.height - side) / 2
     for text, height_share in zip(lines, (0.09, 0.91), strict=True):
-        size = round(image.height * 0.075)
+        size = round(side * 0.075)
         font = _font(size)
-        while draw.textlength(text, font=font) > image.width * 0.92 and size > 10:
+        while draw.textlength(text, font=font) > side * 0.92 and size > 10:
             size -= 2
             font = _font(size)
-        _outlined(draw, (image.width / 2, image.height * height_share), text, font)
+        _outlined(draw, (image.width / 2, top + side * height_share), text, font)
     return captioned
 
 
