@@ -278,13 +278,11 @@ def run_ours_on_files(files: list[object], text_detector: str, workers: int) -> 
         outcome = filter_images(inputs, config, Path(work), workers)
         total_s = time.perf_counter() - started
     groups = {entry["source"]: entry["group"] for entry in outcome.entries if entry["group"] is not None}
-    text_read = sum("text" in entry["problems"] or entry["scores"]["text_words"] > 0 for entry in outcome.entries)
     return {
         "total_s": total_s,
         "search_s": float("nan"),
         "pairs": pair_set(groups),  # type: ignore[arg-type]
         "entries": outcome.entries,
-        "text_read": text_read,
     }
 
 

@@ -90,6 +90,11 @@ class ImageAnalysis:
     def phash_int(self) -> int:
         return int(self.phash or "0", 16)
 
+    @property
+    def hashes(self) -> list[int]:
+        """The picture's hash, then its variant hashes (frameless content, mirrored, mirrored content)."""
+        return [self.phash_int, *(int(value, 16) for value in self.variant_hashes)]
+
     def read_clean(self, work_dir: Path) -> bytes:
         """The normalised image's bytes, from its pack."""
         if not self.clean_file:

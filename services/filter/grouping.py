@@ -6,7 +6,6 @@ import os
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -22,20 +21,12 @@ MIRRORED_HASHES = (False, False, True, True)
 MATCHES_PER_IMAGE = 3
 
 
-@dataclass(frozen=True)
-class Grouping:
-    labels: list[int]  # one per analysis: equal labels, one group
-    confirmed_by_keypoints: int  # pairs joined by a geometric match
-    keypoint_checks: int
-
-
 def _hash_matrix(analyses: list[ImageAnalysis]) -> np.ndarray:
     """(images, 4) uint64: each image's picture, content and mirrored hashes (its picture hash where missing)."""
     rows = []
     for analysis in analyses:
-        hashes = [analysis.phash or "0", *analysis.variant_hashes]
-        hashes += [hashes[0]] * (len(MIRRORED_HASHES) - len(hashes))
-        rows.append([int(value, 16) for value in hashes])
+        hashes = analysis.hashes
+        rows.append(hashes + [hashes[0]] * (len(MIRRORED_HASHES) - len(hashes)))
     return np.array(rows, dtype=np.uint64).reshape(len(analyses), len(MIRRORED_HASHES))
 
 
@@ -90,13 +81,14 @@ def group_near_duplicates(
     match_distance: int,
     load_match_copy: Callable[[ImageAnalysis], bytes],
     threads: int | None = None,
-) -> Grouping:
-    """Join images whose hashes lie within `strict_distance`, and those within `match_distance` whose
-    keypoints agree on one transform (matching.match), each image with its MATCHES_PER_IMAGE nearest."""
+) -> list[int]:
+    """A group label per analysis (equal labels, one group). Images whose hashes lie within
+    `strict_distance` are joined, and those within `match_distance` whose keypoints agree on one
+    transform (matching.match), each image with its MATCHES_PER_IMAGE nearest."""
     count = len(analyses)
     parent = np.arange(count, dtype=np.int32)
     if count < 2:
-        return Grouping(list(range(count)), 0, 0)
+        return list(range(count))
     closest = _closest_hashes(_hash_matrix(analyses), max(strict_distance, match_distance))
     looser = []
     for (first, second), (distance, mirrored) in closest.items():
@@ -116,11 +108,7 @@ def group_near_duplicates(
         found = pool.map(lambda key: keypoints(read_match_copy(load_match_copy(analyses[key[0]])), key[1]), wanted)
         cache: dict[tuple[int, bool], Keypoints] = dict(zip(wanted, found, strict=True))
         matches = pool.map(lambda pair: match(cache[pair[1], False], cache[pair[2], pair[3]]), to_check)
-        confirmed = 0
         for (_, first, second, _), outcome in zip(to_check, matches, strict=True):
             if outcome.confirmed:
                 union(parent, first, second)
-                confirmed += 1
-    checks = len(to_check)
-    labels = [int(find(parent, index)) for index in range(count)]
-    return Grouping(labels, confirmed, checks)
+    return [int(find(parent, index)) for index in range(count)]

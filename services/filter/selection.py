@@ -41,23 +41,23 @@ def decide(
     `load_match_copy` reads an analysis's match copy (ImageAnalysis.read_match_copy)."""
     decisions = {analysis.item_id: Decision() for analysis in analyses}
     usable = []
+    problems: dict[str, list[tuple[str, str]]] = {}
     for analysis in analyses:
         if analysis.reason:
             decisions[analysis.item_id] = Decision(analysis.reason, analysis.detail)
             continue
-        failed = quality_problems(analysis, options)
+        failed = problems[analysis.item_id] = quality_problems(analysis, options)
         if failed and failed[0][0] == "uniform":  # next to nothing in it: its hashes say nothing either
             decisions[analysis.item_id] = Decision(*failed[0], problems=tuple(reason for reason, _ in failed))
         else:
             usable.append(analysis)
-    problems = {analysis.item_id: quality_problems(analysis, options) for analysis in usable}
 
     # Identical pixels have identical hashes, so each near-duplicate group also holds the exact ones.
-    grouping = group_near_duplicates(
+    labels = group_near_duplicates(
         usable, options.near_duplicate_distance, options.keypoint_match_distance, load_match_copy
     )
     groups: dict[int, list[ImageAnalysis]] = defaultdict(list)
-    for label, analysis in zip(grouping.labels, usable, strict=True):
+    for label, analysis in zip(labels, usable, strict=True):
         groups[label].append(analysis)
     for label, members in groups.items():
         keeper = best_copy(members, {item.item_id: bool(problems[item.item_id]) for item in members})
@@ -85,9 +85,7 @@ def decide(
 
 def hash_distance(first: ImageAnalysis, second: ImageAnalysis) -> int:
     """The least distance between any hash of one and any of the other (frames and mirroring aside)."""
-    first_hashes = [int(value, 16) for value in [first.phash or "0", *first.variant_hashes]]
-    second_hashes = [int(value, 16) for value in [second.phash or "0", *second.variant_hashes]]
-    return min((a ^ b).bit_count() for a in first_hashes for b in second_hashes)
+    return min((a ^ b).bit_count() for a in first.hashes for b in second.hashes)
 
 
 # A copy keeps up to this share of the group's best on each measure and still counts as as good.

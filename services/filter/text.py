@@ -13,9 +13,6 @@ import numpy as np
 from services.filter.imaging import fit_within
 
 MIN_WORD_CONFIDENCE = 60.0
-# The side the DB model reads a picture at: 22–24 ms on one core, 14 of the real-picture corpus's 15 overlay
-# texts (the miss, a 14 px light-grey address over gravel, first shows at 832 px, ten times the cost).
-DB_SIDE = 320
 GRADIENT_ELEMENT = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
 
 
@@ -150,7 +147,7 @@ def make_text_detector(
     if kind == "db":
         from services.filter.text_model import DbTextDetector
 
-        model = DbTextDetector(model_path, sides=(DB_SIDE,))
+        model = DbTextDetector(model_path)
         return ScreenedDetector(model, band_only=False) if prescreen else model
     if kind == "tesseract":
         detector = TesseractDetector(max_side, tessdata_dir)
