@@ -62,7 +62,8 @@ COMPOSE_BIN=$(.venv/bin/python -c 'import compose, pathlib; print(pathlib.Path(c
 
 start_podman() {
     local missing=()
-    for package in podman buildah debootstrap runc; do dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package"); done
+    # The dnsname CNI plugin: without it (podman 4.3 on CNI) containers cannot resolve each other by name.
+    for package in podman buildah debootstrap runc golang-github-containernetworking-plugin-dnsname; do dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package"); done
     if ((${#missing[@]})); then
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
