@@ -14,7 +14,7 @@ class CaptionParams(JobParams):
     dataset_id: DatasetId
     batch_size: int | None = Field(None, ge=1, le=512, description="Overrides GHIBLI_CAPTIONER_BATCH_SIZE.")
     num_beams: int = Field(3, ge=1, le=10)
-    min_new_tokens: int = Field(5, ge=0, le=100)
+    min_new_tokens: int = Field(5, ge=0, le=100, description="At most `max_new_tokens`.")
     max_new_tokens: int = Field(40, ge=1, le=100)
     repetition_penalty: float = Field(1.3, ge=1.0, le=3.0)
     prompt: str | None = Field(

@@ -15,6 +15,7 @@ from pydantic import TypeAdapter, ValidationError
 from services.common.cli_support import ApiOption, TokenOption
 from services.common.client import ApiClient, ApiError
 from services.common.datasets import Character
+from services.common.params import load_yaml
 from services.crawler.archives import ArchiveError, Entry, iter_folder, iter_zip
 from services.crawler.crawl import Tally, discover, ingest_entries, ingest_urls
 from services.crawler.fetcher import Fetcher
@@ -29,7 +30,7 @@ UPLOAD_BATCH_BYTES = 32 * 1024 * 1024  # below the gateway's default 50 MB body 
 def load_characters(path: Path) -> list[Character]:
     """A YAML/JSON list of {character, movie, aliases, limit}, or a mapping with a `characters` list."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(path.read_text())
     except (OSError, yaml.YAMLError) as error:
         raise ValueError(f"cannot read characters file {path}: {error}") from None
     if isinstance(raw, dict):

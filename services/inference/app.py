@@ -133,7 +133,7 @@ def create_app(
     app = FastAPI(title="ghibli-lora inference", version="0.1.0", lifespan=lifespan)
     # The gateway's token (GHIBLI_API_TOKEN) guards every route and /metrics; /healthz and the OpenAPI docs stay open.
     protected = [Depends(RequireToken(settings.api_token))]
-    answers = error_responses(401, 413, 422, 503)  # 503 until the model is loaded
+    answers = error_responses(400, 401, 413, 422, 503)  # 400: a body that is not JSON; 503 until the model is loaded
     renders = {**error_responses(404, 429, 504), **answers}  # unknown LoRA, queue full, too slow
     app.add_middleware(StrictJsonMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)

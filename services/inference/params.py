@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, StrictBool, field_validator, model_validator
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from services.common.params import JobParams, Seed
 from services.inference.samplers import DEFAULT_SAMPLER, canonical_sampler
@@ -44,8 +46,23 @@ class GenerationParams(JobParams):
         return self
 
 
+def _comparison_needs_a_lora(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """The JSON-schema form of `InferParams._comparison_needs_a_lora`: no comparison asked for, or a LoRA named."""
+    compares_by_default = model.model_fields["compare_base"].default is True
+    no_comparison = {"properties": {"compare_base": {"const": False}, "compare_scales": {"maxItems": 0}}}
+    if compares_by_default:
+        no_comparison["required"] = ["compare_base"]
+    schema["anyOf"] = [
+        no_comparison,
+        {"required": ["lora_id"], "properties": {"lora_id": {"type": "string", "minLength": 1}}},
+        {"required": ["loras"], "properties": {"loras": {"type": "array", "minItems": 1}}},
+    ]
+
+
 class InferParams(GenerationParams):
     """The `infer` job. Result: `{"images": [keys], "grid": key, "comparison": key|None}`."""
+
+    model_config = ConfigDict(json_schema_extra=_comparison_needs_a_lora)
 
     compare_base: StrictBool = Field(False, description="Also render without LoRA: a base-vs-LoRA comparison grid.")
     compare_scales: list[float] = Field(

@@ -57,5 +57,4 @@ def prepare_demo(config: PipelineConfig, workdir: Path, store: ObjectStore) -> P
         os.environ.setdefault(variable, str(models[model].resolve()))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    crawl = {**(config.crawl or {}), "archive_key": archive_key, "search": False}
-    return config.model_copy(update={"crawl": crawl})
+    return config.with_stage("crawl", archive_key=archive_key, search=False)

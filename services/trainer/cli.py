@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from services.common.cli_support import ApiOption, TokenOption, run_remote_job
+from services.common.params import load_yaml
 from services.trainer.params import TrainParams
 
 
@@ -39,7 +40,7 @@ def _params(config: Path | None, overrides: dict[str, Any]) -> TrainParams:
     values: dict[str, Any] = {}
     if config is not None:
         try:
-            values = yaml.safe_load(config.read_text()) or {}
+            values = load_yaml(config.read_text()) or {}
         except (OSError, yaml.YAMLError) as error:
             raise typer.BadParameter(f"cannot read {config}: {error}", param_hint="--config") from None
     values.update({key: value for key, value in overrides.items() if value is not None})

@@ -89,7 +89,7 @@ def test_stop_cancels_the_running_stage_and_resume_continues_from_it(
     demo_setup: tuple[PipelineConfig, ObjectStore, Settings],
 ) -> None:
     config, store, settings = demo_setup
-    config = config.model_copy(update={"train": {**(config.train or {}), "max_steps": 100_000}})  # stopped first
+    config = config.with_stage("train", max_steps=100_000)  # stopped first
     record, job = start_pipeline(config, store, NoQueue())
     runner = threading.Thread(target=execute_job, args=(job.id, store, settings))
     runner.start()
