@@ -15,7 +15,7 @@ import random
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request, status
 from fastapi.encoders import jsonable_encoder
@@ -23,7 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from PIL import Image, UnidentifiedImageError
 from prometheus_client import make_asgi_app
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.common.auth import RequireToken, TokenGuard
@@ -81,7 +81,14 @@ class Txt2ImgRequest(BaseModel):
     height: int = 512
     batch_size: int = Field(1, ge=1)
     n_iter: int = Field(1, ge=1)
-    enable_hr: bool = False
+    enable_hr: Literal[False] = Field(False, description="Hires fix is not supported: only `false`.")
+
+    @field_validator("enable_hr", mode="before")
+    @classmethod
+    def _no_hires_fix(cls, enable_hr: object) -> object:
+        if enable_hr is True:
+            raise ValueError("hires fix (enable_hr) is not supported")
+        return enable_hr
 
 
 class PngInfoRequest(BaseModel):
@@ -218,8 +225,6 @@ def create_app(
     @app.post("/sdapi/v1/txt2img", responses=renders, dependencies=protected)
     async def txt2img(request: Txt2ImgRequest) -> dict[str, Any]:
         current = running()
-        if request.enable_hr:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "hires fix (enable_hr) is not supported")
         prompt, loras = extract_lora_tags(request.prompt)
         _, negative_loras = extract_lora_tags(request.negative_prompt)
         if negative_loras:

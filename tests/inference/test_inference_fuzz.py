@@ -2,7 +2,7 @@
 
 Every answer must be documented and no request may fail the service. Two checks are left out for known gaps:
 the spec does not yet show the service's configured caps (`GHIBLI_INFERENCE_MAX_*`, here 64 px and 10 steps,
-below the schema's bounds), hires fix and png-info's need of a real PNG, so schema-valid bodies get a 422.
+below the schema's bounds) and png-info's need of a real PNG, so schema-valid bodies get a 422.
 """
 
 from __future__ import annotations
