@@ -78,21 +78,20 @@ class PipelineConfig(BaseModel):
     def active_stages(self) -> list[Stage]:
         return [stage for stage in STAGES if getattr(self, stage.name) is not None]
 
-    def stage_config(self, stage: Stage) -> dict[str, Any]:
+    def stage_config(self, stage_name: str) -> dict[str, Any]:
         """What the config sets for the stage (unset fields take the job's defaults)."""
-        config = getattr(self, stage.name)
+        config = getattr(self, stage_name)
         return config.model_dump(exclude_unset=True) if config is not None else {}
 
     def with_stage(self, stage_name: str, **values: Any) -> PipelineConfig:
         """A copy with `values` set in one stage's config (validated again)."""
-        stage = next(stage for stage in STAGES if stage.name == stage_name)
         return PipelineConfig.model_validate(
-            {**self.model_dump(exclude_unset=True), stage_name: {**self.stage_config(stage), **values}}
+            {**self.model_dump(exclude_unset=True), stage_name: {**self.stage_config(stage_name), **values}}
         )
 
     def stage_params(self, stage: Stage, dataset_id: str, upstream: dict[str, dict[str, Any]]) -> dict[str, Any]:
         """The stage's job params: its config plus what the run supplies (dataset, trained LoRA)."""
-        params = self.stage_config(stage)
+        params = self.stage_config(stage.name)
         if stage.name == "sample":
             params["lora_id"] = params.get("lora_id") or upstream.get("train", {}).get("lora_id")
         else:
